@@ -1,0 +1,45 @@
+# mlbench: set-up, the acceptance run, tests, benchmarks.
+# `make run` and `make test` set themselves up: a virtual environment in .venv that sees the
+# system's site-packages, so a torch already installed (CUDA, ROCm or CPU) is used as it is.
+# Only when no torch is importable at all does set-up install $(TORCH_SPEC) (the CPU build on
+# machines that carry its wheel locally; pass TORCH_SPEC/TORCH_PIP_ARGS to choose another).
+
+PYTHON      ?= python3
+VENV        ?= .venv
+PY          := $(VENV)/bin/python
+TORCH_SPEC  ?= torch==2.13.0
+TORCH_PIP_ARGS ?=
+PROFILE     ?= quick
+ARGS        ?=
+
+.PHONY: setup run mamf test bench clean help
+
+help:
+	@echo "make run    - set up, then the acceptance run on this node (PROFILE=$(PROFILE))"
+	@echo "make mamf   - set up, then the MAMF finder with its default plan"
+	@echo "make test   - set up, then the test suite"
+	@echo "make bench  - set up, then benchmarks/ (mlbench measured against its peers)"
+
+setup: $(VENV)/.ready
+
+$(VENV)/.ready: pyproject.toml
+	test -x $(PY) || $(PYTHON) -m venv --system-site-packages $(VENV)
+	$(PY) -c "import torch" 2>/dev/null || $(PY) -m pip install $(TORCH_PIP_ARGS) "$(TORCH_SPEC)"
+	$(PY) -m pip install -e ".[test]"
+	$(PY) -c "import torch, mlbench; print('mlbench', mlbench.__version__, 'on torch', torch.__version__)"
+	touch $@
+
+run: setup
+	$(VENV)/bin/mlbench run --profile $(PROFILE) $(ARGS)
+
+mamf: setup
+	$(VENV)/bin/mlbench mamf $(ARGS)
+
+test: setup
+	$(PY) -m pytest -q $(ARGS)
+
+bench: setup
+	$(PY) benchmarks/run_all.py $(ARGS)
+
+clean:
+	rm -rf $(VENV) build *.egg-info

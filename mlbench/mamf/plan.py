@@ -1,0 +1,275 @@
+"""MAMF plans: dtypes, shape grids, default recipes and the shape search. No torch here.
+
+The search finds the best shape of an M x N x K grid without measuring all of it:
+
+1. coarse: every `stride`-th value of each dimension (about `coarse_per_dim` values, ends
+   included), measured with a short timing plan;
+2. refine: from each of the `leaders` best coarse shapes, a hill climb on the grid's index
+   lattice: try the +-step neighbours in each dimension, move to the best one that improves,
+   halve the step when none does, stop after step 1 finds nothing; measured shapes are memoised;
+3. confirm: re-measure the `confirm` best distinct shapes with the full timing plan; the best
+   confirmed median is the answer (a single lucky short measurement cannot win).
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass, field
+from typing import Callable, Iterator, Optional, Sequence
+
+from ..exitcodes import UsageError
+from ..sizes import SizeError, parse_size, parse_sizes
+
+
+@dataclass(frozen=True)
+class DType:
+    """One MAMF dtype: how to name it and which kernel measures it."""
+
+    name: str
+    torch_name: str  # operand dtype (fp8 picks e4m3fnuz on AMD MI300 at run time)
+    kernel: str  # "mm" (torch.mm out=), "scaled_mm" (torch._scaled_mm), "int_mm" (torch._int_mm)
+    allow_tf32: bool = False
+    check_tolerance: float = 0.0  # max |C - ref| / rms(ref) on the spot-check block
+    aliases: tuple = ()
+
+
+DTYPES = {
+    d.name: d
+    for d in (
+        DType("bf16", "bfloat16", "mm", check_tolerance=5e-2, aliases=("bfloat16",)),
+        DType("fp16", "float16", "mm", check_tolerance=1e-2, aliases=("float16", "half")),
+        DType("tf32", "float32", "mm", allow_tf32=True, check_tolerance=1e-2, aliases=("tensorfloat32",)),
+        DType("fp32", "float32", "mm", check_tolerance=1e-3, aliases=("float32", "float")),
+        DType("fp8", "float8_e4m3fn", "scaled_mm", check_tolerance=5e-2, aliases=("float8_e4m3fn", "e4m3", "fp8_e4m3")),
+        DType("int8", "int8", "int_mm", check_tolerance=0.0, aliases=()),
+    )
+}
+
+
+def parse_dtype(text: str) -> DType:
+    key = (text or "").strip().lower()
+    for dtype in DTYPES.values():
+        if key == dtype.name or key in dtype.aliases:
+            return dtype
+    raise UsageError(f"unknown --dtype {text!r}: choose from {', '.join(DTYPES)} (or bfloat16, float16, float32, float8_e4m3fn)")
+
+
+@dataclass(frozen=True, order=True)
+class Shape:
+    m: int
+    n: int
+    k: int
+
+    @property
+    def flops(self) -> int:
+        """FLOPs of one C = A @ B: one multiply and one add per (m, n, k) triple (the peers' 2mnk)."""
+        return 2 * self.m * self.n * self.k
+
+    def __str__(self) -> str:
+        return f"{self.m}x{self.n}x{self.k}"
+
+
+def tflops(shape: Shape, time_s: float) -> float:
+    return shape.flops / time_s / 1e12
+
+
+def parse_shapes(text: str) -> list[Shape]:
+    """`MxNxK[,MxNxK...]`, each dimension in the size grammar (4096x4K x8K is fine)."""
+    shapes = []
+    for item in (text or "").split(","):
+        parts = item.strip().lower().split("x")
+        if len(parts) != 3 or not all(p.strip() for p in parts):
+            raise UsageError(f"bad --shapes item {item.strip()!r}: expected MxNxK, e.g. 4096x4096x4096")
+        try:
+            m, n, k = (parse_size(p) for p in parts)
+        except SizeError as exc:
+            raise UsageError(f"bad --shapes item {item.strip()!r}: {exc}") from None
+        if min(m, n, k) <= 0:
+            raise UsageError(f"bad --shapes item {item.strip()!r}: dimensions must be positive")
+        shapes.append(Shape(m, n, k))
+    return shapes
+
+
+def parse_dim(text: str, flag: str) -> list[int]:
+    try:
+        values = parse_sizes(text)
+    except SizeError as exc:
+        raise UsageError(f"bad {flag} {text!r}: {exc}") from None
+    return sorted(values)
+
+
+@dataclass(frozen=True)
+class Grid:
+    """The cartesian product of three sorted value lists."""
+
+    m: tuple
+    n: tuple
+    k: tuple
+
+    def __len__(self) -> int:
+        return len(self.m) * len(self.n) * len(self.k)
+
+    def shape(self, index: tuple) -> Shape:
+        return Shape(self.m[index[0]], self.n[index[1]], self.k[index[2]])
+
+    def shapes(self) -> list[Shape]:
+        return [Shape(m, n, k) for m in self.m for n in self.n for k in self.k]
+
+    def dims(self) -> tuple:
+        return (self.m, self.n, self.k)
+
+
+@dataclass(frozen=True)
+class MamfPlan:
+    """What to measure: explicit shapes (a sweep) or a grid, swept or searched."""
+
+    mode: str  # "sweep" or "search"
+    shapes: tuple = ()
+    grid: Optional[Grid] = None
+    warmup_s: float = 0.0
+    quick: bool = False
+
+    def describe(self) -> str:
+        if self.grid is not None:
+            dims = " x ".join(f"[{d[0]}..{d[-1]}]({len(d)})" for d in self.grid.dims())
+            return f"{self.mode} over {dims} = {len(self.grid)} shapes"
+        return f"{self.mode} of {len(self.shapes)} shape(s)"
+
+
+def default_grid(device_type: str, quick: bool) -> tuple[str, Grid]:
+    """The recipe a user runs first, per device: a search over a broad range (a sweep for --quick)."""
+    if device_type == "cpu":
+        if quick:
+            return "sweep", Grid((256, 512), (256, 512), (256,))
+        values = tuple(range(256, 2048 + 1, 256))
+        return "search", Grid(values, values, values)
+    if quick:
+        return "sweep", Grid((4096, 8192), (4096, 8192), (4096, 8192))
+    values = tuple(range(1024, 20480 + 1, 1024))
+    return "search", Grid(values, values, values)
+
+
+def make_plan(device_type: str, shapes: Optional[str], m: Optional[str], n: Optional[str], k: Optional[str],
+              mode: Optional[str], quick: bool, warmup_s: Optional[float]) -> MamfPlan:
+    """Validate the options and build the plan; every bad input is a UsageError (exit 2)."""
+    dims_given = [d is not None for d in (m, n, k)]
+    if shapes is not None and any(dims_given):
+        raise UsageError("give either --shapes or --m/--n/--k, not both")
+    if any(dims_given) and not all(dims_given):
+        raise UsageError("--m, --n and --k go together: give all three (each a list or a range)")
+    if warmup_s is not None and warmup_s < 0:
+        raise UsageError(f"--warmup-s must be >= 0, got {warmup_s}")
+    default_warmup = 0.1 if quick else (0.5 if device_type == "cpu" else 10.0)
+    warmup = default_warmup if warmup_s is None else warmup_s
+    if shapes is not None:
+        if mode == "search":
+            raise UsageError("--search needs a grid (--m/--n/--k), not a list of --shapes")
+        return MamfPlan("sweep", shapes=tuple(parse_shapes(shapes)), warmup_s=warmup, quick=quick)
+    if all(dims_given):
+        grid = Grid(tuple(parse_dim(m, "--m")), tuple(parse_dim(n, "--n")), tuple(parse_dim(k, "--k")))
+        return MamfPlan(mode or "sweep", grid=grid, warmup_s=warmup, quick=quick)
+    default_mode, grid = default_grid(device_type, quick)
+    return MamfPlan(mode or default_mode, grid=grid, warmup_s=warmup, quick=quick)
+
+
+# ---------------------------------------------------------------------------------------------
+# search
+
+@dataclass
+class SearchSettings:
+    coarse_per_dim: int = 4
+    leaders: int = 3
+    confirm: int = 3
+
+
+@dataclass
+class SearchState:
+    """Every measurement the search made, by shape and phase (score = TFLOPS from the median)."""
+
+    scores: dict = field(default_factory=dict)  # Shape -> best short-plan score
+    confirmed: dict = field(default_factory=dict)  # Shape -> full-plan score
+    measured: int = 0
+
+    def best(self) -> Optional[tuple]:
+        pool = self.confirmed or self.scores
+        if not pool:
+            return None
+        shape = max(pool, key=lambda s: pool[s])
+        return shape, pool[shape]
+
+
+def coarse_indices(length: int, per_dim: int) -> list[int]:
+    """About `per_dim` evenly spread indices of a dimension, both ends included."""
+    if length <= per_dim:
+        return list(range(length))
+    stride = (length - 1) / (per_dim - 1)
+    return sorted({round(i * stride) for i in range(per_dim)})
+
+
+def search(grid: Grid, measure: Callable[[Shape, str], Optional[float]],
+           settings: SearchSettings = SearchSettings(), state: Optional[SearchState] = None) -> Iterator[tuple]:
+    """Run the search, yielding (phase, shape, score) after each measurement.
+
+    `measure(shape, phase)` returns TFLOPS or None (skipped: out of memory, failed check); phase
+    is "coarse", "refine" or "confirm". The state (pass one in to read it afterwards) holds the
+    answer: `state.best()`.
+    """
+    state = state if state is not None else SearchState()
+    dims = grid.dims()
+    index_of: dict = {}
+
+    def visit(index: tuple, phase: str):
+        shape = grid.shape(index)
+        index_of[shape] = index
+        if shape in state.scores:
+            return None
+        score = measure(shape, phase)
+        state.measured += 1
+        state.scores[shape] = score if score is not None else -math.inf
+        return (phase, shape, score)
+
+    per_dim = [coarse_indices(len(d), settings.coarse_per_dim) for d in dims]
+    for i in per_dim[0]:
+        for j in per_dim[1]:
+            for l in per_dim[2]:
+                event = visit((i, j, l), "coarse")
+                if event:
+                    yield event
+
+    # hill climb from each leader: +-step neighbours per axis, halving the steps until 1
+    strides = [max(1, (len(d) - 1) // max(1, settings.coarse_per_dim - 1)) for d in dims]
+    ranked = sorted((s for s in state.scores if state.scores[s] > -math.inf), key=lambda s: -state.scores[s])
+    for leader in ranked[: settings.leaders]:
+        current = index_of[leader]
+        steps = [max(1, stride // 2) for stride in strides]
+        while True:
+            neighbours = []
+            for axis in range(3):
+                for sign in (-1, 1):
+                    candidate = list(current)
+                    candidate[axis] += sign * steps[axis]
+                    if 0 <= candidate[axis] < len(dims[axis]):
+                        neighbours.append(tuple(candidate))
+            for candidate in neighbours:
+                event = visit(candidate, "refine")
+                if event:
+                    yield event
+            best = max(neighbours, key=lambda c: state.scores[grid.shape(c)], default=None)
+            if best is not None and state.scores[grid.shape(best)] > state.scores[grid.shape(current)]:
+                current = best
+            elif max(steps) == 1:
+                break
+            else:
+                steps = [max(1, step // 2) for step in steps]
+
+    finalists = sorted((s for s in state.scores if state.scores[s] > -math.inf), key=lambda s: -state.scores[s])
+    for shape in finalists[: settings.confirm]:
+        score = measure(shape, "confirm")
+        state.measured += 1
+        if score is not None:
+            state.confirmed[shape] = score
+        yield ("confirm", shape, score)
+
+
+def sweep_shapes(plan: MamfPlan) -> Sequence[Shape]:
+    return list(plan.shapes) if plan.grid is None else plan.grid.shapes()

@@ -1,0 +1,99 @@
+"""The timing loop every probe shares (the shape of triton's `do_bench`).
+
+1. estimate one call's time (a few synchronized calls), so time budgets become counts;
+2. warm up;
+3. create all events ahead, then for each repetition: `prepare()` (e.g. a cache flush) outside
+   the timed span, start event, the call, end event;
+4. one synchronize at the end, then read every event pair.
+
+Returns the raw samples in seconds; statistics are `mlbench.stats`' job. The device is any
+object with `synchronize()` and `event()` (see `mlbench.device.Device`), so the loop is tested
+on a fake clock.
+"""
+
+from __future__ import annotations
+
+import math
+import time
+from dataclasses import dataclass
+from typing import Callable, Optional
+
+
+@dataclass(frozen=True)
+class TimingPlan:
+    """How long to warm up and how many samples to take.
+
+    Counts win when given; otherwise the time budgets are turned into counts from an estimate
+    of one call, clamped to [min_reps, max_reps].
+    """
+
+    warmup: Optional[int] = None
+    reps: Optional[int] = None
+    warmup_ms: float = 25.0
+    budget_ms: float = 100.0
+    min_reps: int = 5
+    max_reps: int = 1000
+    max_warmup: int = 1000
+
+
+@dataclass(frozen=True)
+class Timing:
+    """Raw samples of one timed call, in seconds, and how they were taken."""
+
+    samples_s: tuple
+    warmup: int
+    reps: int
+    estimate_s: float
+    timer: str  # "device-events" or "sync-clock"
+
+    def samples_ms(self) -> list:
+        return [s * 1e3 for s in self.samples_s]
+
+
+def estimate_call_s(fn: Callable[[], object], device, calls: int = 3) -> float:
+    """Mean wall time of `calls` synchronized calls (after one untimed call)."""
+    fn()
+    device.synchronize()
+    start = time.perf_counter()
+    for _ in range(calls):
+        fn()
+    device.synchronize()
+    return max((time.perf_counter() - start) / calls, 1e-9)
+
+
+def counts_for(plan: TimingPlan, estimate_s: float) -> tuple[int, int]:
+    """(warmup, reps) for a plan, given one call's estimated time."""
+    estimate_ms = max(estimate_s * 1e3, 1e-6)
+    warmup = plan.warmup if plan.warmup is not None else min(plan.max_warmup, math.ceil(plan.warmup_ms / estimate_ms))
+    if plan.reps is not None:
+        reps = plan.reps
+    else:
+        reps = max(plan.min_reps, min(plan.max_reps, math.ceil(plan.budget_ms / estimate_ms)))
+    return max(0, warmup), max(1, reps)
+
+
+def time_call(
+    fn: Callable[[], object],
+    device,
+    plan: TimingPlan = TimingPlan(),
+    prepare: Optional[Callable[[], object]] = None,
+) -> Timing:
+    """Time `fn` on `device`; `prepare` runs before every timed call, outside the timed span."""
+    estimate_s = estimate_call_s(fn, device)
+    warmup, reps = counts_for(plan, estimate_s)
+    for _ in range(warmup):
+        if prepare is not None:
+            prepare()
+        fn()
+    starts = [device.event() for _ in range(reps)]
+    ends = [device.event() for _ in range(reps)]
+    for start, end in zip(starts, ends):
+        if prepare is not None:
+            prepare()
+        start.record()
+        fn()
+        end.record()
+    device.synchronize()
+    samples = tuple(start.elapsed_s(end) for start, end in zip(starts, ends))
+    timer = "device-events" if getattr(device, "has_events", False) else "sync-clock"
+    return Timing(samples_s=samples, warmup=warmup, reps=reps, estimate_s=estimate_s, timer=timer)

@@ -97,8 +97,8 @@ def summary_text(records, best, device_name, dtype_name, peak, spec, interrupted
         lines.append(f"no shape measured ({skipped} skipped, {len(errors)} failed)")
     else:
         p, mt = best["params"], best["metrics"]
-        lines.append(f"MAMF {dtype_name} on {device_name}: {mt["tflops"]:.4g} TFLOPS (median) "
-                     f"at {p['m']}x{p['n']}x{p['k']}; mean {mt["tflops_mean"]:.4g}, max {mt["tflops_max"]:.4g}; "
+        lines.append(f"MAMF {dtype_name} on {device_name}: {mt['tflops']:.4g} TFLOPS (median) "
+                     f"at {p['m']}x{p['n']}x{p['k']}; mean {mt['tflops_mean']:.4g}, max {mt['tflops_max']:.4g}; "
                      f"cv {100 * mt['cv']:.1f}% over {mt['reps']} reps")
         if peak:
             line = f"efficiency: {100 * mt['tflops'] / peak:.1f}% of the {peak:g} TFLOPS dense {dtype_name} peak of {spec.name}"

@@ -104,7 +104,7 @@ def collect(probe: str | None = None, argv=None) -> dict:
         **host_info(),
         "versions": software_versions(),
         "devices": devices(),
-        "commands": {probe or "mlbench": " ".join(argv if argv is not None else sys.argv)},
+        "commands": {probe or "mlbench": " ".join(argv if argv is not None else getattr(sys, "orig_argv", sys.argv))},
         "environment": relevant_environment(),
     }
 

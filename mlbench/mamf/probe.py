@@ -166,7 +166,8 @@ class MatmulProbe:
         del ops
         return calls
 
-    def measure(self, shape: Shape, phase: str = "full", **extra_params) -> Result:
+    def measure(self, shape: Shape, short: bool = False, **extra_params) -> Result:
+        """One shape; `short` uses the search's quick timing plan (coarse and refine phases)."""
         params = self.params(shape, **extra_params)
         why = self.fits(shape)
         if why:
@@ -178,7 +179,7 @@ class MatmulProbe:
             ops.call()
             self.device.synchronize()
             check_err = spot_check(ops, self.dtype)
-            plan = timing_plan(self.device.type, self.quick, "short" if phase in ("coarse", "refine") else "full")
+            plan = timing_plan(self.device.type, self.quick, "short" if short else "full")
             timing = time_call(ops.call, self.device, plan, prepare=self.device.flush_cache if self.flush else None)
         except Exception as exc:  # noqa: BLE001 - classify, never crash the sweep on one shape
             if self.device.is_oom(exc):

@@ -21,12 +21,12 @@ def run(plan: MamfPlan, probe: MatmulProbe, settings: Optional[SearchSettings] =
     probe.warm_up(warmup_shape(plan), plan.warmup_s)
     if plan.mode == "sweep":
         for shape in sweep_shapes(plan):
-            yield probe.measure(shape, "full", mode="sweep")
+            yield probe.measure(shape, mode="sweep")
         return
     last = {}
 
     def measure(shape: Shape, phase: str):
-        result = probe.measure(shape, phase, mode="search", phase=phase)
+        result = probe.measure(shape, short=phase != "confirm", mode="search", phase=phase)
         last["result"] = result
         return result.metrics["tflops"] if result.ok else None
 

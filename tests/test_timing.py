@@ -1,0 +1,72 @@
+"""The shared timing loop on a fake device whose clock only the timed call advances."""
+
+import pytest
+
+from mlbench.timing import TimingPlan, counts_for, time_call
+
+
+class FakeDevice:
+    has_events = False
+
+    def __init__(self):
+        self.now = 0.0
+        self.syncs = 0
+        self.log = []
+
+    def synchronize(self):
+        self.syncs += 1
+
+    def event(self):
+        device = self
+
+        class Event:
+            t = None
+
+            def record(self):
+                self.t = device.now
+                device.log.append("event")
+
+            def elapsed_s(self, end):
+                return end.t - self.t
+
+        return Event()
+
+
+def test_counts_from_budgets_and_counts():
+    assert counts_for(TimingPlan(warmup=3, reps=7), 1.0) == (3, 7)
+    # 100 ms budget / 2 ms per call = 50 reps; 25 ms warm-up / 2 ms = 13 calls
+    assert counts_for(TimingPlan(warmup_ms=25, budget_ms=100), 0.002) == (13, 50)
+    # clamped to min_reps / max_reps
+    assert counts_for(TimingPlan(budget_ms=100, min_reps=5, max_reps=20), 1.0)[1] == 5
+    assert counts_for(TimingPlan(budget_ms=100, min_reps=5, max_reps=20), 1e-6)[1] == 20
+
+
+def test_samples_are_the_calls_not_the_prepare_step():
+    device = FakeDevice()
+    durations = iter([0.5] * 4 + [0.5] * 2 + [1.0, 2.0, 3.0, 4.0, 5.0])  # estimate(4), warm-up(2), timed(5)
+
+    def fn():
+        device.now += next(durations)
+        device.log.append("call")
+
+    def prepare():
+        device.now += 100.0  # a slow cache flush: must not be in any sample
+        device.log.append("prepare")
+
+    timing = time_call(fn, device, TimingPlan(warmup=2, reps=5), prepare=prepare)
+    assert timing.samples_s == (1.0, 2.0, 3.0, 4.0, 5.0)
+    assert (timing.warmup, timing.reps) == (2, 5)
+    assert timing.timer == "sync-clock"
+    timed = device.log[-20:]  # prepare, event, call, event per rep
+    assert timed == ["prepare", "event", "call", "event"] * 5
+
+
+def test_one_synchronize_after_the_timed_loop():
+    device = FakeDevice()
+
+    def fn():
+        device.now += 1.0
+
+    time_call(fn, device, TimingPlan(warmup=0, reps=10))
+    # estimate_call_s syncs twice; the timed loop adds exactly one
+    assert device.syncs == 3

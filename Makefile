@@ -30,7 +30,7 @@ $(VENV)/.ready: pyproject.toml
 	touch $@
 
 run: setup
-	$(VENV)/bin/mlbench run --profile $(PROFILE) $(ARGS)
+	$(VENV)/bin/mlbench mamf $(ARGS)
 
 mamf: setup
 	$(VENV)/bin/mlbench mamf $(ARGS)

@@ -50,15 +50,22 @@ class Timing:
         return [s * 1e3 for s in self.samples_s]
 
 
-def estimate_call_s(fn: Callable[[], object], device, calls: int = 3) -> float:
-    """Mean wall time of `calls` synchronized calls (after one untimed call)."""
+def estimate_call_s(fn: Callable[[], object], device, calls: int = 3, enough_s: float = 0.02) -> float:
+    """Mean wall time of up to `calls` synchronized calls after one untimed call.
+
+    Stops early once `enough_s` has elapsed: a slow call is estimated well enough by itself.
+    """
     fn()
     device.synchronize()
     start = time.perf_counter()
-    for _ in range(calls):
+    done = 0
+    while done < calls:
         fn()
-    device.synchronize()
-    return max((time.perf_counter() - start) / calls, 1e-9)
+        device.synchronize()
+        done += 1
+        if time.perf_counter() - start >= enough_s:
+            break
+    return max((time.perf_counter() - start) / done, 1e-9)
 
 
 def counts_for(plan: TimingPlan, estimate_s: float) -> tuple[int, int]:
@@ -77,9 +84,15 @@ def time_call(
     device,
     plan: TimingPlan = TimingPlan(),
     prepare: Optional[Callable[[], object]] = None,
+    estimate_s: Optional[float] = None,
 ) -> Timing:
-    """Time `fn` on `device`; `prepare` runs before every timed call, outside the timed span."""
-    estimate_s = estimate_call_s(fn, device)
+    """Time `fn` on `device`; `prepare` runs before every timed call, outside the timed span.
+
+    `estimate_s`, when given, is used instead of estimating one call here (the estimate runs `fn`
+    a time-dependent number of times, which ranks of a collective must not do independently).
+    """
+    if estimate_s is None:
+        estimate_s = estimate_call_s(fn, device)
     warmup, reps = counts_for(plan, estimate_s)
     for _ in range(warmup):
         if prepare is not None:

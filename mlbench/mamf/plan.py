@@ -177,7 +177,7 @@ def make_plan(device_type: str, shapes: Optional[str], m: Optional[str], n: Opti
 
 @dataclass
 class SearchSettings:
-    coarse_per_dim: int = 4
+    coarse_per_dim: Optional[int] = None  # default: about sqrt(values in the dimension), at least 3
     leaders: int = 3
     confirm: int = 3
 
@@ -228,7 +228,8 @@ def search(grid: Grid, measure: Callable[[Shape, str], Optional[float]],
         state.scores[shape] = score if score is not None else -math.inf
         return (phase, shape, score)
 
-    per_dim = [coarse_indices(len(d), settings.coarse_per_dim) for d in dims]
+    per_dim_counts = [settings.coarse_per_dim or max(3, round(math.sqrt(len(d)))) for d in dims]
+    per_dim = [coarse_indices(len(d), count) for d, count in zip(dims, per_dim_counts)]
     for i in per_dim[0]:
         for j in per_dim[1]:
             for l in per_dim[2]:
@@ -237,7 +238,7 @@ def search(grid: Grid, measure: Callable[[Shape, str], Optional[float]],
                     yield event
 
     # hill climb from each leader: +-step neighbours per axis, halving the steps until 1
-    strides = [max(1, (len(d) - 1) // max(1, settings.coarse_per_dim - 1)) for d in dims]
+    strides = [max(1, (len(d) - 1) // max(1, count - 1)) for d, count in zip(dims, per_dim_counts)]
     ranked = sorted((s for s in state.scores if state.scores[s] > -math.inf), key=lambda s: -state.scores[s])
     for leader in ranked[: settings.leaders]:
         current = index_of[leader]

@@ -31,7 +31,7 @@ def timing_plan(device_type: str, quick: bool, phase: str = "full") -> TimingPla
     """Repetitions per shape: the search's short plan for coarse/refine, the full one otherwise."""
     if device_type == "cpu":
         if quick or phase != "full":
-            return TimingPlan(warmup=1, budget_ms=20, min_reps=3, max_reps=10)
+            return TimingPlan(warmup=0, budget_ms=20, min_reps=3, max_reps=10)
         return TimingPlan(warmup=1, budget_ms=100, min_reps=5, max_reps=30)
     if quick or phase != "full":
         return TimingPlan(warmup_ms=20, budget_ms=50, min_reps=10, max_reps=50, max_warmup=20)

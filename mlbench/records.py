@@ -41,7 +41,8 @@ def utc_now() -> str:
 
 
 def hostname() -> str:
-    return socket.gethostname().split(".")[0] or "localhost"
+    """This node's short host name; MLBENCH_HOST overrides it (simulated nodes on one machine)."""
+    return os.environ.get("MLBENCH_HOST") or socket.gethostname().split(".")[0] or "localhost"
 
 
 def new_run_id() -> str:

@@ -1,0 +1,1 @@
+"""The one-command acceptance run (`mlbench run`): plan, runner, node checks."""

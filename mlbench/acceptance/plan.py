@@ -1,0 +1,204 @@
+"""The acceptance run's plan: profiles -> steps, each step one or more probe processes. No torch here.
+
+A step runs its processes at the same time (one per GPU for mamf and membw, so the report sees the
+slowest GPU and the spread inside the node: the silicon lottery), then the next step starts.
+Each process is a probe's own CLI (`python -m mlbench.<probe> ...`) writing its own `.jsonl`, so
+a failing probe cannot take the run down and an interrupted step can be re-run on `--resume`.
+
+Profiles (times are estimates for one 8-GPU node; a CPU node takes seconds for `quick`):
+- quick: ~2 minutes. MAMF's quick sweep, membw's quick sizes, collectives' quick sizes, storage for
+  a few seconds per mode.
+- standard: ~15 minutes. MAMF's default search, membw's default sweep, collectives up to a large
+  payload with all ops, storage at the usual block sizes.
+- full: hours. A 10-minute thermal soak before an exhaustive MAMF sweep, every dtype's search,
+  the widest sweeps and longer storage tests.
+"""
+
+from __future__ import annotations
+
+import json
+from dataclasses import asdict, dataclass, field
+from typing import Optional, Sequence
+
+from ..exitcodes import UsageError
+
+PROBES = ("node", "mamf", "membw", "collectives", "diskio")
+PROFILES = ("quick", "standard", "full")
+
+
+@dataclass(frozen=True)
+class NodeLayout:
+    """What the plan needs to know about this node (and the cluster, under torchrun)."""
+
+    host: str
+    device_type: str  # "cuda", "xpu", "mps" or "cpu"
+    devices: int  # accelerators on this node (0 on a CPU node)
+    nodes: int = 1
+    node_rank: int = 0
+    master_addr: str = "127.0.0.1"
+    master_port: int = 29500
+
+    @property
+    def cluster(self) -> bool:
+        return self.nodes > 1
+
+
+@dataclass(frozen=True)
+class Process:
+    """One probe process: `python -m <module> <args>`, writing `out` (relative to the run directory)."""
+
+    module: str
+    args: tuple
+    out: Optional[str]
+
+
+@dataclass(frozen=True)
+class Step:
+    name: str
+    processes: tuple
+    estimate_s: float
+    what: str
+    node_local: bool = True  # False: one cluster-wide job (collectives)
+
+    def outputs(self) -> list:
+        """Record files this step writes, relative to the run directory."""
+        return [p.out for p in self.processes if p.out]
+
+
+@dataclass(frozen=True)
+class AcceptancePlan:
+    profile: str
+    steps: tuple
+    node: NodeLayout
+    io_dir: str
+    run_id: str
+
+    def to_json(self) -> str:
+        return json.dumps(asdict(self), indent=2) + "\n"
+
+    @classmethod
+    def from_json(cls, text: str) -> "AcceptancePlan":
+        doc = json.loads(text)
+        steps = tuple(
+            Step(s["name"], tuple(Process(p["module"], tuple(p["args"]), p["out"]) for p in s["processes"]),
+                 s["estimate_s"], s["what"], s.get("node_local", True))
+            for s in doc["steps"]
+        )
+        return cls(doc["profile"], steps, NodeLayout(**doc["node"]), doc["io_dir"], doc["run_id"])
+
+    def estimate_s(self) -> float:
+        return sum(step.estimate_s for step in self.steps)
+
+    def node_dir(self, run_dir) -> "Path":
+        """Where this node keeps plan.json, state.json and logs/: the run directory, or its host's subdirectory in a cluster."""
+        from pathlib import Path
+
+        return Path(run_dir) / self.node.host if self.node.cluster else Path(run_dir)
+
+
+def select(only: Optional[str], skip: Optional[str]) -> list:
+    """The probes to run from --only / --skip (comma lists); bad names are a usage error."""
+    def names(text, flag):
+        chosen = [n.strip() for n in text.split(",") if n.strip()]
+        bad = [n for n in chosen if n not in PROBES]
+        if bad or not chosen:
+            raise UsageError(f"bad {flag} {text!r}: choose from {', '.join(PROBES)}")
+        return chosen
+
+    if only is not None and skip is not None:
+        raise UsageError("give --only or --skip, not both")
+    if only is not None:
+        wanted = names(only, "--only")
+        return [p for p in PROBES if p in wanted]
+    skipped = names(skip, "--skip") if skip is not None else []
+    return [p for p in PROBES if p not in skipped]
+
+
+def _per_device(node: NodeLayout, module: str, probe: str, args: Sequence[str]) -> tuple:
+    """One process per accelerator (cuda:i), or a single one on a CPU node."""
+    prefix = f"{node.host}/" if node.cluster else ""
+    if node.devices <= 1:
+        device = "cpu" if node.device_type == "cpu" else f"{node.device_type}:0" if node.device_type in ("cuda", "xpu") else node.device_type
+        out = f"{prefix}{probe}.jsonl"
+        return (Process(module, ("--device", device, *args, "--out", out), out),)
+    return tuple(
+        Process(module, ("--device", f"{node.device_type}:{i}", *args, "--out", f"{prefix}{probe}-gpu{i}.jsonl"),
+                f"{prefix}{probe}-gpu{i}.jsonl")
+        for i in range(node.devices)
+    )
+
+
+def _collectives(node: NodeLayout, profile: str) -> Process:
+    gpu = node.device_type == "cuda"
+    ranks_per_node = max(1, node.devices) if gpu else (2 if not node.cluster else 1)
+    sizes = {"quick": [], "standard": ["--sizes", "8:4G" if gpu else "8:64M", "--ops",
+                                       "all_reduce,all_gather,reduce_scatter,broadcast,all_to_all,sendrecv"],
+             "full": ["--sizes", "8:8G" if gpu else "8:256M", "--ops",
+                      "all_reduce,all_gather,reduce_scatter,broadcast,all_to_all,sendrecv"]}[profile]
+    args = ["--quick"] if profile == "quick" else []
+    # in a cluster each node names its own copy: whichever node hosts the job's rank 0 writes it
+    out = f"{node.host}/collectives.jsonl" if node.cluster else "collectives.jsonl"
+    args += sizes + ["--timeout", "300" if gpu else "120", "--out", out]
+    if node.cluster:
+        launcher = ("--nnodes", str(node.nodes), "--node-rank", str(node.node_rank), "--nproc-per-node", str(ranks_per_node),
+                    "--rdzv-backend", "c10d", "--rdzv-endpoint", f"{node.master_addr}:{node.master_port + 1}",
+                    "--rdzv-id", "mlbench-collectives", "-m", "mlbench.collectives")
+        return Process("torch.distributed.run", (*launcher, *args), out)
+    return Process("mlbench.collectives", ("--nproc-per-node", str(ranks_per_node), *args), out)
+
+
+def build(profile: str, node: NodeLayout, io_dir: str, run_id: str, probes: Sequence[str]) -> AcceptancePlan:
+    if profile not in PROFILES:
+        raise UsageError(f"bad --profile {profile!r}: choose from {', '.join(PROFILES)}")
+    gpu = node.device_type != "cpu"
+    prefix = f"{node.host}/" if node.cluster else ""
+    steps = []
+    if "node" in probes:
+        steps.append(Step("node", (Process("mlbench.acceptance.nodecheck", ("--io-dir", io_dir, "--out", f"{prefix}node.jsonl"), f"{prefix}node.jsonl"),),
+                          2, "node sanity: cores, host memory and disk per GPU, GPU inventory"))
+    if "mamf" in probes:
+        args = {"quick": ["--quick"], "standard": [],
+                "full": ["--sweep", "--m", "1K:20K:+1K", "--n", "1K:20K:+1K", "--k", "1K:20K:+1K", "--warmup-s", "600"] if gpu
+                else ["--sweep", "--m", "256:2048:+256", "--n", "256:2048:+256", "--k", "256:2048:+256", "--warmup-s", "60"]}[profile]
+        estimate = {"quick": 30 if gpu else 5, "standard": 240 if gpu else 60, "full": 6 * 3600 if gpu else 900}[profile]
+        steps.append(Step("mamf", _per_device(node, "mlbench.mamf", "mamf", args), estimate,
+                          "matmul TFLOPS (bf16)" + (", every GPU at once" if node.devices > 1 else f" on the {node.device_type}")))
+    if "membw" in probes:
+        args = ["--quick"] if profile == "quick" else []
+        estimate = {"quick": 20 if gpu else 5, "standard": 90 if gpu else 40, "full": 300}[profile]
+        steps.append(Step("membw", _per_device(node, "mlbench.membw", "membw", args), estimate,
+                          "memory bandwidth: copy/read/write/triad" + (", host<->device" if gpu else ""), ))
+    if "collectives" in probes:
+        estimate = {"quick": 30 if gpu else 15, "standard": 300 if gpu else 90, "full": 1800}[profile]
+        steps.append(Step("collectives", (_collectives(node, profile),), estimate,
+                          "collectives across " + ("all nodes" if node.cluster else "the local ranks"), node_local=False))
+    if "diskio" in probes:
+        args = {"quick": ["--quick"], "standard": ["--duration", "10"],
+                "full": ["--block-sizes", "4K,64K,1M,16M", "--jobs", "1,4,16", "--duration", "60"]}[profile]
+        estimate = {"quick": 20, "standard": 240, "full": 1800}[profile]
+        steps.append(Step("diskio", (Process("mlbench.diskio", ("--dir", io_dir, *args, "--out", f"{prefix}diskio.jsonl"), f"{prefix}diskio.jsonl"),),
+                          estimate, f"storage on {io_dir}: O_DIRECT sequential and random IO"))
+    return AcceptancePlan(profile, tuple(steps), node, io_dir, run_id)
+
+
+def describe(plan: AcceptancePlan) -> str:
+    """The plan as a person reads it (`--dry-run`)."""
+    node = plan.node
+    where = f"{node.nodes} nodes (this is node {node.node_rank}, {node.host})" if node.cluster else node.host
+    devices = f"{node.devices} x {node.device_type}" if node.devices else "CPU only"
+    lines = [f"mlbench run --profile {plan.profile}: run {plan.run_id} on {where}, {devices}; "
+             f"about {_minutes(plan.estimate_s())} in all"]
+    for number, step in enumerate(plan.steps, 1):
+        lines.append(f"  {number}. {step.name:12s} ~{_minutes(step.estimate_s):>7s}  {step.what}")
+        for process in step.processes:
+            lines.append(f"       python -m {process.module} {' '.join(process.args)}")
+    lines.append("  then: mlbench report on the run directory (verdicts, tables, plots)")
+    return "\n".join(lines)
+
+
+def _minutes(seconds: float) -> str:
+    if seconds < 90:
+        return f"{seconds:.0f} s"
+    if seconds < 5400:
+        return f"{seconds / 60:.0f} min"
+    return f"{seconds / 3600:.1f} h"

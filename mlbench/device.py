@@ -78,6 +78,10 @@ class Device:
         self.info = info
         self._module = getattr(torch, torch_device.type, None) if torch_device.type != "cpu" else None
         self._flush_buffer = None
+        if torch_device.type in ("cuda", "xpu") and torch_device.index is not None:
+            # events record on the current device's stream: make this device the current one, so
+            # that `--device cuda:1` times work on cuda:1 (a probe process uses one device)
+            self._module.set_device(torch_device.index)
 
     @property
     def type(self) -> str:

@@ -1,0 +1,356 @@
+"""Measuring memory bandwidth, honestly (returns `Result`s; never prints).
+
+Per point: the op's buffers are carved out of one arena allocated once for the whole plan (float32,
+each buffer 256-byte aligned); sources are filled with random non-zero data (a random 64 Ki-element
+block plus a per-block offset: memory-speed, never zeros), destinations with -1 so a copy that did
+nothing fails the check. The shared timing loop (`mlbench.timing.time_call`: estimate, warm-up,
+events created ahead, one synchronize) times one call per sample; each call uses the next buffer
+set, cycling (see `plan` for why and how many). After timing, untimed, the result is verified on up
+to `CHECK_SETS` of the sets that ran: a sampled compare of `CHECK_SAMPLES` random elements plus the
+first and last (copy, write, triad, transfers), or the sum against a float64 sum (read).
+Rates follow the byte table in `plan`: `gbps` counts bytes read + written, `gbps_copied` bytes once.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Callable, Optional
+
+import torch
+
+from ..device import Device
+from ..records import Result
+from ..stats import summarize
+from ..timing import TimingPlan, time_call
+from .plan import ALIGN_BYTES, ELEMENT_BYTES, Facts, MembwPlan, Point, gbps, gbps_copied, traffic
+
+METHOD = ("mlbench-membw/1: float32 buffers, random non-zero sources, `sets` buffer sets cycled (footprint >= 4x LLC "
+          "unless --no-rotate), harness timing (median of samples), sampled verification after timing")
+CHECK_SAMPLES = 4096
+CHECK_SETS = 4
+TRIAD_SCALAR = 3.0
+WRITE_VALUE = 1.5
+READ_REL_TOL = 1e-3
+TRIAD_REL_TOL = 1e-5
+RANDOM_BLOCK = 1 << 16
+
+
+def timing_plan(device_type: str, quick: bool) -> TimingPlan:
+    if device_type == "cpu":
+        if quick:
+            return TimingPlan(warmup=1, budget_ms=30, min_reps=3, max_reps=10)
+        return TimingPlan(warmup=2, budget_ms=150, min_reps=5, max_reps=50)
+    if quick:
+        return TimingPlan(warmup_ms=5, budget_ms=20, min_reps=5, max_reps=50, max_warmup=10)
+    return TimingPlan(warmup_ms=20, budget_ms=100, min_reps=10, max_reps=200, max_warmup=50)
+
+
+def device_facts(device: Device) -> Facts:
+    """The plan's view of a device: cache, free memory (device and host), GPUs visible."""
+    host = Device(torch.device("cpu"), device.info) if device.type != "cpu" else device
+    gpus = torch.cuda.device_count() if device.type == "cuda" else 0
+    return Facts(device.type, device.info.llc_bytes, device.free_memory_bytes(), host.free_memory_bytes(), gpus)
+
+
+def fill_random(buffer: "torch.Tensor", seed: int) -> None:
+    """Random values in [1, 253): a random block in [1, 2) plus the block's index mod 251, never zero."""
+    n = buffer.numel()
+    block = min(n, RANDOM_BLOCK)
+    generator = torch.Generator(device="cpu").manual_seed(seed)
+    base = (torch.rand(block, generator=generator) + 1.0).to(buffer.device)
+    full = n // block
+    if full:
+        offsets = (torch.arange(full, device=buffer.device, dtype=torch.float32) % 251).unsqueeze(1)
+        torch.add(base.unsqueeze(0), offsets, out=buffer[: full * block].view(full, block))
+    if n > full * block:
+        buffer[full * block:].copy_(base[: n - full * block])
+
+
+def sample_indices(n: int, device: "torch.device", seed: int) -> "torch.Tensor":
+    generator = torch.Generator(device="cpu").manual_seed(seed)
+    picked = torch.randint(0, n, (min(n, CHECK_SAMPLES),), generator=generator)
+    return torch.cat([torch.tensor([0, n - 1]), picked]).to(device)
+
+
+@dataclass
+class Buffers:
+    """One point's buffer sets (views into the arena) and its timed call."""
+
+    sets: list  # per set: a tuple of tensors (the op's buffers, in the table's order)
+    call: Callable[[], object]
+    used: Callable[[], list]  # indices of the sets that ran at least once
+    last: Callable[[], int]  # index of the set that ran last
+    acc: Optional["torch.Tensor"] = None  # read: the scalar the sum goes into
+
+
+def _cycling(calls: list) -> tuple:
+    state = {"next": 0, "count": 0}
+
+    def call():
+        i = state["next"]
+        state["next"] = (i + 1) % len(calls)
+        state["count"] += 1
+        calls[i]()
+
+    def used():
+        return list(range(min(state["count"], len(calls))))
+
+    def last():
+        return (state["next"] - 1) % len(calls)
+
+    return call, used, last
+
+
+class BandwidthProbe:
+    """Measures the plan's points on one device; `peak_gbps` (HBM) and `link_gbps` flag impossible figures."""
+
+    def __init__(self, device: Device, quick: bool = False, peak_gbps: Optional[float] = None,
+                 link_gbps: Optional[float] = None):
+        self.device = device
+        self.quick = quick
+        self.peak_gbps = peak_gbps
+        self.link_gbps = link_gbps
+        self.llc_bytes = device.info.llc_bytes
+        self._arena = None
+        self._host = {}
+        self._seed = 0
+        self._device_context = None
+
+    # -- memory ------------------------------------------------------------------------------
+
+    def reserve(self, plan: MembwPlan) -> None:
+        """Allocate the device arena once, for the plan's largest runnable point."""
+        runnable = [p for p in plan.points if p.skip is None and p.spec.kind != "peer"]
+        try:
+            self._device_arena(max([p.device_bytes for p in runnable] or [0]))
+            if self.device.type != "cpu":
+                for kind in {p.host_memory for p in runnable if p.host_memory}:
+                    self._host_arena(kind, max(p.host_bytes for p in runnable if p.host_memory == kind))
+        except Exception as exc:  # noqa: BLE001 - each point then allocates what it needs, or is skipped
+            if not self.device.is_oom(exc):
+                raise
+
+    def _device_arena(self, nbytes: int) -> "torch.Tensor":
+        if self._arena is None or self._arena.numel() * ELEMENT_BYTES < nbytes:
+            self._arena = None
+            self.device.empty_cache()
+            self._arena = torch.empty(max(1, nbytes // ELEMENT_BYTES), dtype=torch.float32, device=self.device.torch_device)
+        return self._arena
+
+    def _host_arena(self, kind: str, nbytes: int) -> "torch.Tensor":
+        current = self._host.get(kind)
+        if current is None or current.numel() * ELEMENT_BYTES < nbytes:
+            self._host.pop(kind, None)
+            self._host[kind] = torch.empty(max(1, nbytes // ELEMENT_BYTES), dtype=torch.float32, pin_memory=(kind == "pinned"))
+        return self._host[kind]
+
+    def close(self) -> None:
+        self._arena = None
+        self._host.clear()
+        self.device.empty_cache()
+
+    def __enter__(self) -> "BandwidthProbe":
+        # events record on the current device's stream: make it this device's (cuda:N, N > 0)
+        self._device_context = torch.cuda.device(self.device.torch_device) if self.device.type == "cuda" else None
+        if self._device_context is not None:
+            self._device_context.__enter__()
+        return self
+
+    def __exit__(self, *exc) -> None:
+        self.close()
+        if self._device_context is not None:
+            self._device_context.__exit__(*exc)
+
+    @staticmethod
+    def _carve(arena: "torch.Tensor", count: int, nbytes: int) -> list:
+        stride = -(-nbytes // ALIGN_BYTES) * ALIGN_BYTES // ELEMENT_BYTES
+        n = nbytes // ELEMENT_BYTES
+        return [arena[i * stride: i * stride + n] for i in range(count)]
+
+    # -- building the calls ------------------------------------------------------------------
+
+    def _device_buffers(self, point: Point) -> Buffers:
+        op = point.spec
+        views = self._carve(self._device_arena(point.device_bytes), point.sets * op.device_buffers, point.bytes)
+        sets = [tuple(views[s * op.device_buffers:(s + 1) * op.device_buffers]) for s in range(point.sets)]
+        acc = torch.empty((), dtype=torch.float32, device=self.device.torch_device)
+        calls = []
+        for bufs in sets:
+            if point.op == "copy":
+                src, dst = bufs
+                self._init(sources=(src,), destinations=(dst,))
+                calls.append(lambda src=src, dst=dst: dst.copy_(src))
+            elif point.op == "read":
+                (src,) = bufs
+                self._init(sources=(src,), destinations=())
+                calls.append(lambda src=src: torch.sum(src, 0, out=acc))
+            elif point.op == "write":
+                (dst,) = bufs
+                self._init(sources=(), destinations=(dst,))
+                calls.append(lambda dst=dst: dst.fill_(WRITE_VALUE))
+            elif point.op == "triad":
+                a, b, c = bufs
+                self._init(sources=(b, c), destinations=(a,))
+                calls.append(lambda a=a, b=b, c=c: torch.add(b, c, alpha=TRIAD_SCALAR, out=a))
+            else:
+                raise ValueError(f"not a device-memory op: {point.op}")
+        self.device.synchronize()
+        call, used, last = _cycling(calls)
+        return Buffers(sets, call, used, last, acc)
+
+    def _transfer_buffers(self, point: Point) -> Buffers:
+        host = self._carve(self._host_arena(point.host_memory, point.host_bytes), 1, point.bytes)[0]
+        dev = self._carve(self._device_arena(point.device_bytes), 1, point.bytes)[0]
+        pinned = point.host_memory == "pinned"
+        if point.op == "h2d":
+            self._init(sources=(host,), destinations=(dev,))
+            call = lambda: dev.copy_(host, non_blocking=pinned)  # noqa: E731
+            sets = [(host, dev)]
+        else:
+            self._init(sources=(dev,), destinations=(host,))
+            call = lambda: host.copy_(dev, non_blocking=pinned)  # noqa: E731
+            sets = [(dev, host)]
+        self.device.synchronize()
+        call, used, last = _cycling([call])
+        return Buffers(sets, call, used, last)
+
+    def _init(self, sources, destinations) -> None:
+        for src in sources:
+            self._seed += 1
+            fill_random(src, self._seed)
+        for dst in destinations:
+            dst.fill_(-1.0)
+
+    # -- verification (never timed) ----------------------------------------------------------
+
+    def _check(self, point: Point, buffers: Buffers) -> Optional[str]:
+        """None when the sampled results are right, else what was wrong."""
+        self.device.synchronize()
+        if point.op == "read":
+            (src,) = buffers.sets[buffers.last()]
+            want = float(src.sum(dtype=torch.float64))
+            got = float(buffers.acc)
+            rel = abs(got - want) / abs(want)
+            return None if rel <= READ_REL_TOL else f"read: sum {got:.9g} vs float64 {want:.9g} (relative error {rel:.2g})"
+        used = buffers.used()
+        chosen = sorted({used[int(i * (len(used) - 1) / max(1, CHECK_SETS - 1))] for i in range(min(CHECK_SETS, len(used)))})
+        for s in chosen:
+            bufs = buffers.sets[s]
+            idx = sample_indices(bufs[0].numel(), bufs[0].device, seed=s)
+            if point.op == "write":
+                got = bufs[0][idx].to("cpu")
+                bad = int((got != WRITE_VALUE).sum())
+            elif point.op == "triad":
+                a, b, c = (t[idx.to(t.device)].to("cpu", torch.float64) for t in bufs)
+                want = b + TRIAD_SCALAR * c
+                bad = int(((a - want).abs() > TRIAD_REL_TOL * want.abs()).sum())
+            else:  # copy-like: (src, dst)
+                src, dst = bufs
+                bad = int((src[idx.to(src.device)].to("cpu") != dst[idx.to(dst.device)].to("cpu")).sum())
+            if bad:
+                return f"{point.op}: {bad} of {idx.numel()} sampled elements wrong in buffer set {s}"
+        return None
+
+    # -- measuring ---------------------------------------------------------------------------
+
+    def measure(self, point: Point) -> Result:
+        params = point.params()
+        if point.skip:
+            return Result.skipped(params, point.skip)
+        if point.spec.kind == "peer":
+            return self._measure_peer(point)
+        if point.spec.kind == "transfer" and self.device.type == "cpu":
+            return Result.skipped(params, f"{point.op} needs an accelerator")
+        buffers = None
+        try:
+            buffers = self._transfer_buffers(point) if point.spec.kind == "transfer" else self._device_buffers(point)
+            timing = time_call(buffers.call, self.device, timing_plan(self.device.type, self.quick))
+            problem = self._check(point, buffers)
+        except Exception as exc:  # noqa: BLE001 - classify, never crash the sweep on one point
+            return self._failure(point, params, exc)
+        finally:
+            del buffers
+        return self._result(point, params, timing, problem)
+
+    def _measure_peer(self, point: Point) -> Result:
+        """GPU `src` -> GPU `dst` with torch's copy (the copy engine, issued on the source's stream)."""
+        params = point.params()
+        if not torch.cuda.can_device_access_peer(point.src, point.dst):
+            return Result.skipped(params, f"cuda:{point.src} cannot reach cuda:{point.dst} by peer access "
+                                          "(torch would stage the copy through host memory)")
+        from ..device import resolve
+
+        src_device = resolve(f"cuda:{point.src}")
+        n = point.bytes // ELEMENT_BYTES
+        src = dst = buffers = None
+        try:
+            with torch.cuda.device(point.src):
+                src = torch.empty(n, dtype=torch.float32, device=src_device.torch_device)
+                dst = torch.empty(n, dtype=torch.float32, device=f"cuda:{point.dst}")
+                self._seed += 1
+                fill_random(src, self._seed)
+                dst.fill_(-1.0)
+                torch.cuda.synchronize(point.src)
+                torch.cuda.synchronize(point.dst)
+                call, used, last = _cycling([lambda: dst.copy_(src, non_blocking=True)])
+                buffers = Buffers([(src, dst)], call, used, last)
+                timing = time_call(buffers.call, src_device, timing_plan("cuda", self.quick))
+                torch.cuda.synchronize(point.dst)
+                problem = self._check(point, buffers)
+        except Exception as exc:  # noqa: BLE001
+            return self._failure(point, params, exc)
+        finally:
+            del src, dst, buffers
+            torch.cuda.empty_cache()
+        return self._result(point, params, timing, problem)
+
+    def _failure(self, point: Point, params: dict, exc: BaseException) -> Result:
+        first = str(exc).splitlines()[0][:200] if str(exc) else ""
+        if self.device.is_oom(exc):
+            return Result.skipped(params, f"out of memory at {point.label()}: {first}")
+        return Result.failed(params, f"{type(exc).__name__} at {point.label()}: {first}")
+
+    def _result(self, point: Point, params: dict, timing, problem: Optional[str]) -> Result:
+        op = point.spec
+        stats = summarize(timing.samples_s)
+        moved = traffic(op, point.bytes)
+        metrics = {
+            "gbps": gbps(op, point.bytes, stats.median),
+            "gbps_mean": gbps(op, point.bytes, stats.mean),
+            "gbps_max": gbps(op, point.bytes, stats.min),
+            "gbps_min": gbps(op, point.bytes, stats.max),
+            "time_ms": stats.median * 1e3,
+            "time_ms_mean": stats.mean * 1e3,
+            "time_ms_min": stats.min * 1e3,
+            "time_ms_max": stats.max * 1e3,
+            "time_ms_p5": stats.p5 * 1e3,
+            "time_ms_p95": stats.p95 * 1e3,
+            "cv": stats.cv,
+            "reps": timing.reps,
+            "warmup": timing.warmup,
+            "bytes_read": moved.read,
+            "bytes_written": moved.written,
+        }
+        if op.copied:
+            metrics.update(gbps_copied=gbps_copied(op, point.bytes, stats.median),
+                           gbps_copied_max=gbps_copied(op, point.bytes, stats.min), bytes_copied=moved.copied)
+        llc = self.llc_bytes or 0
+        cache_resident = bool(llc) and point.cache_resident(llc)
+        params.update(dtype="float32", sets=point.sets, footprint_bytes=point.device_bytes,
+                      cache_resident=cache_resident, timer=timing.timer, method=METHOD)
+        if self.device.type == "cpu":
+            params["threads"] = torch.get_num_threads()
+        flags = ["noisy"] if stats.noisy else []
+        if op.kind == "device" and self.peak_gbps:
+            metrics["pct_of_spec"] = 100.0 * metrics["gbps"] / self.peak_gbps
+            if not cache_resident and metrics["gbps_max"] > self.peak_gbps:
+                flags.append("above_spec_peak")
+        if op.kind == "peer" and self.link_gbps:
+            metrics["pct_of_spec"] = 100.0 * metrics["gbps_copied"] / self.link_gbps
+            if metrics["gbps_copied_max"] > self.link_gbps:
+                flags.append("above_spec_peak")
+        raw = {"time_ms": timing.samples_ms()}
+        if problem:
+            return Result(params=params, metrics=metrics, status="error", error=f"check failed: {problem}",
+                          flags=flags + ["check_failed"], raw=raw)
+        return Result(params=params, metrics=metrics, flags=flags, raw=raw)

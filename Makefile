@@ -38,7 +38,10 @@ mamf: setup
 test: setup
 	$(PY) -m pytest -q $(ARGS)
 
+# fio is the storage benchmark's peer: installed from Debian's packages when missing and possible
 bench: setup
+	command -v fio >/dev/null || (command -v apt-get >/dev/null && apt-get update -qq && \
+	  DEBIAN_FRONTEND=noninteractive apt-get install -y -qq fio) || echo "fio not installed: the storage comparison will be skipped"
 	$(PY) benchmarks/run_all.py $(ARGS)
 
 clean:

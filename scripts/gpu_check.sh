@@ -18,12 +18,20 @@ export PYTHONPATH="$REPO${PYTHONPATH:+:$PYTHONPATH}"
 export MLBENCH_PROGRESS=0
 START=$(date +%s)
 
-step() {  # step NAME LIMIT_S COMMAND...
+TOTAL_S=${GPU_CHECK_BUDGET_S:-345}  # the whole script stays under 6 minutes
+
+step() {  # step NAME LIMIT_S COMMAND...: skipped when the budget is spent, its limit capped to what is left
   local name=$1 limit=$2
   shift 2
+  local left=$(( TOTAL_S - ($(date +%s) - START) ))
+  if [ "$left" -lt 20 ]; then
+    echo "== $name: skipped (budget spent)" | tee -a "$DIR/summary.txt"
+    return
+  fi
+  [ "$limit" -gt "$left" ] && limit=$left
   local t0=$(date +%s)
   echo "== $name (limit ${limit}s): $*" | tee -a "$DIR/summary.txt"
-  timeout --signal=INT --kill-after=15 "$limit" "$@" >"$DIR/$name.log" 2>&1
+  timeout --signal=INT --kill-after=10 "$limit" "$@" >"$DIR/$name.log" 2>&1
   local rc=$?
   echo "   exit $rc after $(( $(date +%s) - t0 ))s" | tee -a "$DIR/summary.txt"
   tail -n 6 "$DIR/$name.log" | sed 's/^/   | /' | tee -a "$DIR/summary.txt"
@@ -37,19 +45,25 @@ step() {  # step NAME LIMIT_S COMMAND...
 } >"$DIR/machine.txt" 2>&1
 cat "$DIR/machine.txt"
 
-# MAMF: the default bf16 plan (a search over 1K..20K per dimension, 10 s warm-up)
+# In order of priority: what is left when the budget runs out is skipped, never half-reported.
+# 1. MAMF: the default bf16 plan (a search over 1K..20K per dimension, 10 s warm-up)
 step mamf_bf16_default 150 "$PY" -m mlbench.mamf --dtype bf16 --out "$DIR/mamf_bf16_default/mamf.jsonl"
-# MAMF: the peer's quick recipe as an exhaustive sweep (M 256..20480 step 256, N = K = 4096)
-step mamf_bf16_peer_quick 60 "$PY" -m mlbench.mamf --dtype bf16 --sweep --m 256:20480:+256 --n 4096 --k 4096 \
-  --warmup-s 2 --out "$DIR/mamf_bf16_peer_quick/mamf.jsonl"
-# MAMF: fp8 e4m3 on a few large shapes
-step mamf_fp8 45 "$PY" -m mlbench.mamf --dtype fp8 --shapes 4096x4096x4096,8192x8192x8192,16384x16384x8192 \
+# 2. membw: the default sweep (copy/read/write/triad 2 MiB..8 GiB, h2d/d2h pinned and pageable to 1 GiB)
+step membw_default 75 "$PY" -m mlbench.membw --device cuda --out "$DIR/membw_default/membw.jsonl"
+# 3. collectives: the NCCL path for real, one rank on one GPU (busbw is 0 for one rank: time, algbw and exactness count)
+step collectives_nccl_1rank 50 "$PY" -m torch.distributed.run --nproc-per-node 1 --standalone -m mlbench.collectives \
+  --ops all_reduce,all_gather,reduce_scatter,broadcast,all_to_all --sizes 8:1G:x4 --timeout 60 \
+  --out "$DIR/collectives_nccl_1rank/collectives.jsonl"
+# 4. the acceptance run, quick profile, on this GPU node (its run directory is the sample report)
+step run_quick 150 "$PY" -m mlbench run --profile quick --out "$DIR/run_quick" --io-dir "${MLBENCH_IO_DIR:-/tmp}"
+# 5. MAMF fp8 e4m3 on a few large shapes
+step mamf_fp8 40 "$PY" -m mlbench.mamf --dtype fp8 --shapes 4096x4096x4096,8192x8192x8192,16384x16384x8192 \
   --warmup-s 2 --out "$DIR/mamf_fp8/mamf.jsonl"
-
-# Search against the exhaustive grid on the same range (the issue's target), if time is left
-if [ $(( $(date +%s) - START )) -lt 200 ]; then
-  step bench_mamf_search 120 "$PY" "$REPO/benchmarks/bench_mamf_search.py" --device cuda \
-    --m 2K:12K:+2K --n 2K:12K:+2K --k 2K:12K:+2K --warmup-s 3 --rounds 3 --json "$DIR/bench_mamf_search.json"
-fi
+# 6. MAMF: the peer's quick recipe as an exhaustive sweep (M 256..20480 step 256, N = K = 4096)
+step mamf_bf16_peer_quick 45 "$PY" -m mlbench.mamf --dtype bf16 --sweep --m 256:20480:+256 --n 4096 --k 4096 \
+  --warmup-s 2 --out "$DIR/mamf_bf16_peer_quick/mamf.jsonl"
+# 7. search against the exhaustive grid on the same range (issue 2's target), with what time is left
+step bench_mamf_search 120 "$PY" "$REPO/benchmarks/bench_mamf_search.py" --device cuda \
+  --m 2K:12K:+2K --n 2K:12K:+2K --k 2K:12K:+2K --warmup-s 3 --rounds 3 --json "$DIR/bench_mamf_search.json"
 
 echo "total $(( $(date +%s) - START ))s" | tee -a "$DIR/summary.txt"

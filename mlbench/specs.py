@@ -6,6 +6,13 @@ and its method, and the source of the figures. `match` is a regular expression s
 insensitive) in the name torch reports; the first matching row wins. `load(extra)` lays rows of a
 user's CSV (a provider's contract figures, a new part) over the shipped ones by `key`.
 No pandas here: the probes use it too.
+
+Columns (decimal units): `tflops_<dtype>` / `tops_int8` dense peaks; `hbm_tbps` (TB/s, read +
+written); `link_gbps` intra-node link per direction; `host_link_gbps` the host link per direction;
+`mamf_<dtype>_tflops` the published MAMF and `mamf_<dtype>_shape` its shape; `<check>_expected_eff`
+what a healthy part normally reaches as a fraction of the spec (mamf, hbm, busbw, p2p, h2d);
+`source` plus `peak_source`, `mem_source`, `link_source`, `power_source`, `mamf_source` say where
+each figure comes from. A bad user file raises `SpecsError` with one line naming it.
 """
 
 from __future__ import annotations
@@ -19,6 +26,17 @@ from typing import Iterable, Optional
 
 DTYPE_COLUMNS = {"fp64": "tflops_fp64", "fp32": "tflops_fp32", "tf32": "tflops_tf32", "bf16": "tflops_bf16",
                  "fp16": "tflops_fp16", "fp8": "tflops_fp8", "int8": "tops_int8"}
+
+
+TEXT_COLUMNS = {"key", "name", "match", "vendor", "mamf_method", "link_name", "source"}
+
+
+class SpecsError(ValueError):
+    """A spec file that cannot be used (unreadable, a row without key/match, a bad number or pattern)."""
+
+
+def _is_text_column(column: str) -> bool:
+    return column in TEXT_COLUMNS or column.endswith(("_source", "_shape", "_method"))
 
 
 @dataclass(frozen=True)
@@ -41,13 +59,50 @@ class Spec:
         column = DTYPE_COLUMNS.get(dtype)
         return self.number(column) if column else None
 
+    def mamf_reference(self, dtype: str) -> Optional[float]:
+        """The published MAMF for a dtype (TFLOPS), when the registry has one."""
+        return self.number(f"mamf_{dtype}_tflops")
 
-def _read_csv(text: str, origin: str) -> list[dict]:
-    rows = list(csv.DictReader(io.StringIO(text)))
-    for row in rows:
-        if not row.get("key") or not row.get("match"):
-            raise ValueError(f"{origin}: every spec row needs 'key' and 'match'")
-        re.compile(row["match"])
+    def mamf_expected_eff(self, dtype: str) -> Optional[float]:
+        """What a healthy part reaches as a fraction of the dense peak for `dtype`.
+
+        An explicit `mamf_<dtype>_expected_eff` (or `mamf_expected_eff` for bf16: a provider's file can
+        set it), else the published MAMF over the peak when both are known for that dtype, else the
+        row's `mamf_expected_eff`, else None.
+        """
+        explicit = self.number(f"mamf_{dtype}_expected_eff") or (self.number("mamf_expected_eff") if dtype == "bf16" else None)
+        if explicit:
+            return explicit
+        reference, peak = self.mamf_reference(dtype), self.peak_tflops(dtype)
+        if reference and peak:
+            return reference / peak
+        return self.number("mamf_expected_eff")
+
+    def expected_eff(self, check: str) -> Optional[float]:
+        """The `<check>_expected_eff` column (hbm, busbw, p2p, h2d, mamf) as a fraction, or None."""
+        return self.number(f"{check}_expected_eff")
+
+
+def _read_csv(text: str, origin: str, need_match: bool = True) -> list[dict]:
+    try:
+        rows = list(csv.DictReader(io.StringIO(text)))
+    except csv.Error as exc:
+        raise SpecsError(f"{origin}: not a CSV file: {exc}") from None
+    for line, row in enumerate(rows, 2):
+        if None in row:
+            raise SpecsError(f"{origin}: line {line} has more fields than the header")
+        if not row.get("key") or (need_match and not row.get("match")):
+            raise SpecsError(f"{origin}: line {line}: every spec row needs 'key' and 'match'")
+        try:
+            re.compile(row.get("match") or "")
+        except re.error as exc:
+            raise SpecsError(f"{origin}: line {line}: bad match pattern {row['match']!r}: {exc}") from None
+        for column, value in row.items():
+            if value not in (None, "") and not _is_text_column(column):
+                try:
+                    float(value)
+                except ValueError:
+                    raise SpecsError(f"{origin}: line {line}: column {column!r} needs a number, got {value!r}") from None
     return rows
 
 
@@ -61,13 +116,19 @@ def load(extra_files: Iterable[str] = ()) -> list[Spec]:
     rows = {row["key"]: row for row in shipped_rows()}
     order = list(rows)
     for path in extra_files:
-        with open(path, encoding="utf-8") as f:
-            for row in _read_csv(f.read(), str(path)):
-                merged = dict(rows.get(row["key"], {}))
-                merged.update({k: v for k, v in row.items() if v not in (None, "")})
-                if row["key"] not in rows:
-                    order.insert(0, row["key"])  # a user's new part matches before the shipped ones
-                rows[row["key"]] = merged
+        try:
+            with open(path, encoding="utf-8") as f:
+                text = f.read()
+        except (OSError, UnicodeDecodeError) as exc:
+            raise SpecsError(f"--specs {path}: cannot read it: {getattr(exc, 'strerror', None) or exc}") from None
+        for row in _read_csv(text, str(path), need_match=False):
+            if row["key"] not in rows and not row.get("match"):
+                raise SpecsError(f"{path}: new part {row['key']!r} needs a 'match' pattern")
+            merged = dict(rows.get(row["key"], {}))
+            merged.update({k: v for k, v in row.items() if v not in (None, "")})
+            if row["key"] not in rows:
+                order.insert(0, row["key"])  # a user's new part matches before the shipped ones
+            rows[row["key"]] = merged
     return [Spec(key, rows[key].get("name", key), rows[key]) for key in order]
 
 

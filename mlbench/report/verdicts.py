@@ -1,0 +1,147 @@
+"""Verdict rules: PASS / WARN / FAIL / INCOMPLETE, each with its reason in words. Pure Python.
+
+Efficiency checks compare a measured figure with the advertised spec, relative to what a healthy
+part normally reaches (the registry's expected efficiency: MAMF on an H100 is ~80% of the dense
+peak, so 80% is "below spec but normal", not a failure):
+
+    ratio = (measured / spec) / expected_eff
+    PASS        ratio >= warn_below (default 0.90)
+    WARN        fail_below <= ratio < warn_below (default 0.75)
+    FAIL        ratio < fail_below
+    WARN        measured above the spec by more than `above_spec_tolerance` (suspect timing, clocks
+                or spec), except where the metric may exceed line rate (busbw with NVLS/SHARP)
+
+An absolute floor (`minimum`, in the check's unit, e.g. busbw.all_reduce >= 460 GB/s) fails a check
+below it, spec or not. Without a spec: a CPU (or any non-accelerator device) gives PASS
+"informational"; an accelerator the registry does not know gives WARN (add its row with --specs).
+INCOMPLETE: the probe did not run, or only skipped or errored, for that device (a check only
+skipped on a cpu, such as h2d, is "not applicable": PASS). Wrong results (collective #wrong
+elements, a failed matmul check) FAIL. A judged check whose best record carries the flag `noisy` or
+`above_spec_peak` is at most WARN. Fleet rules (`fleet`): a suspect node FAILs, a device far below
+the best of its node WARNs.
+
+Exit code: 1 when any verdict is FAIL, or INCOMPLETE under `strict`; 0 otherwise (WARN and
+INCOMPLETE are listed, not fatal, by default).
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass, field, fields
+from typing import Mapping, Optional
+
+from ..exitcodes import FAILED, OK, UsageError
+
+PASS, WARN, FAIL, INCOMPLETE = "PASS", "WARN", "FAIL", "INCOMPLETE"
+SEVERITY = {FAIL: 0, INCOMPLETE: 1, WARN: 2, PASS: 3}
+# Families whose expected efficiency can be overridden (`expect`), and the defaults used when the
+# registry row has no figure for them.
+DEFAULT_EXPECTED_EFF = {"mamf": 0.75, "hbm": 0.75, "h2d": 0.80, "p2p": 0.80, "busbw": 0.75}
+HOST_DEVICE_TYPES = {"cpu"}
+
+
+@dataclass(frozen=True)
+class Thresholds:
+    """How strict the verdicts are. Ratios are of the expected efficiency (see the module docstring)."""
+
+    warn_below: float = 0.90
+    fail_below: float = 0.75
+    above_spec_tolerance: float = 0.02  # measured > spec * (1 + this): suspect
+    fleet_margin: float = 0.10  # a node ceiling this far below the fleet median: suspect node (FAIL)
+    node_spread: float = 0.10  # a GPU this far below the best GPU of its node: WARN
+    min_fleet_nodes: int = 3  # fewer nodes: no fleet statistics
+    expect: Mapping[str, float] = field(default_factory=dict)  # family -> expected efficiency (0..1)
+    minimum: Mapping[str, float] = field(default_factory=dict)  # check name -> floor in its unit
+    require: tuple = ()  # probes that must have run (else INCOMPLETE)
+    strict: bool = False  # INCOMPLETE makes the exit code 1
+
+    def __post_init__(self):
+        if not 0 < self.fail_below <= self.warn_below:
+            raise UsageError(f"thresholds: need 0 < fail_below ({self.fail_below}) <= warn_below ({self.warn_below})")
+        for name in ("fleet_margin", "node_spread", "above_spec_tolerance"):
+            if not 0 <= getattr(self, name) < 1:
+                raise UsageError(f"thresholds: {name} must be a fraction in [0, 1), got {getattr(self, name)}")
+        for check, value in self.minimum.items():
+            if not (check in ("hbm", "h2d", "d2h", "p2p") or check.startswith(("mamf.", "busbw.", "storage."))):
+                raise UsageError(f"--min {check}: not a check name (mamf.<dtype>, hbm, h2d, d2h, p2p, busbw.<op>, "
+                                 "storage.<mode>[.buffered])")
+            if not isinstance(value, (int, float)):
+                raise UsageError(f"--min {check}={value!r}: needs a number in the check's unit")
+        for family, value in self.expect.items():
+            if family not in DEFAULT_EXPECTED_EFF:
+                raise UsageError(f"--expect {family}: unknown; one of {', '.join(DEFAULT_EXPECTED_EFF)}")
+            if not 0 < value <= 1.5:
+                raise UsageError(f"--expect {family}={value}: an efficiency is a fraction such as 0.8")
+
+    @classmethod
+    def from_mapping(cls, data: Mapping, origin: str = "acceptance file") -> "Thresholds":
+        known = {f.name for f in fields(cls)}
+        unknown = set(data) - known
+        if unknown:
+            raise UsageError(f"{origin}: unknown key(s) {', '.join(sorted(unknown))}; known: {', '.join(sorted(known))}")
+        values = dict(data)
+        if "require" in values:
+            values["require"] = tuple(values["require"])
+        try:
+            return cls(**values)
+        except TypeError as exc:
+            raise UsageError(f"{origin}: {exc}") from None
+
+    def expected(self, family: str, registry_value: Optional[float]) -> float:
+        """Expected efficiency: the override, else the registry's, else the family default."""
+        if family in self.expect:
+            return float(self.expect[family])
+        return registry_value if registry_value else DEFAULT_EXPECTED_EFF[family]
+
+
+def pct(value: Optional[float], of: Optional[float]) -> Optional[float]:
+    """value as a percentage of `of` (None when either is unknown or `of` is 0)."""
+    if value is None or not of or (isinstance(value, float) and math.isnan(value)):
+        return None
+    return 100.0 * value / of
+
+
+def judge_efficiency(value: float, spec_value: float, expected_eff: float, th: Thresholds,
+                     unit: str, above_line_rate_ok: bool = False) -> tuple[str, str]:
+    """Verdict and reason of a measured figure against its advertised spec (see the module docstring)."""
+    eff = value / spec_value
+    ratio = eff / expected_eff
+    where = f"{value:.4g} {unit} is {100 * eff:.1f}% of the {spec_value:g} {unit} spec"
+    normal = f"normal is ~{100 * expected_eff:.0f}%"
+    if eff > 1 + th.above_spec_tolerance:
+        if above_line_rate_ok:
+            return PASS, f"{where}: above line rate (NVLS/SHARP offload? set NCCL_ALGO=Ring to read the wire)"
+        return WARN, f"{where}: above the advertised peak: suspect timing, clocks or the spec"
+    if ratio >= th.warn_below:
+        return PASS, f"{where} ({normal})"
+    if ratio >= th.fail_below:
+        return WARN, f"{where}, below the normal ~{100 * expected_eff:.0f}% ({100 * ratio:.0f}% of it)"
+    return FAIL, f"{where}, far below the normal ~{100 * expected_eff:.0f}% ({100 * ratio:.0f}% of it)"
+
+
+def judge_without_spec(device_type: str, device_name: str) -> tuple[str, str]:
+    if device_type in HOST_DEVICE_TYPES:
+        return PASS, f"informational: measured on {device_type}, no advertised spec to compare with"
+    return WARN, f"no advertised spec for {device_name!r}: add its row with --specs to get an efficiency"
+
+
+def judge_minimum(verdict: str, reason: str, check: str, value: float, unit: str, th: Thresholds) -> tuple[str, str]:
+    """Apply an absolute floor for `check` (if one is set) on top of a verdict."""
+    floor = th.minimum.get(check)
+    if floor is None:
+        return verdict, reason
+    if value < floor:
+        return FAIL, f"{value:.4g} {unit} is below the required {floor:g} {unit}; {reason}"
+    return verdict, f"{reason}; meets the required {floor:g} {unit}"
+
+
+def worst(verdicts) -> str:
+    """The most severe verdict of a collection (PASS for none)."""
+    return min(verdicts, key=SEVERITY.__getitem__, default=PASS)
+
+
+def exit_code(verdicts, strict: bool = False) -> int:
+    verdicts = set(verdicts)
+    if FAIL in verdicts or (strict and INCOMPLETE in verdicts):
+        return FAILED
+    return OK

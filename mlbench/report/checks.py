@@ -175,6 +175,25 @@ def membw_family(op: str) -> str:
     return "hbm"
 
 
+def _large_buffers_only(ok, keys):
+    """For device memory (hbm), the peak comes from buffers too large for any cache when the run has them.
+
+    membw marks a point `cache_resident` when it ran without rotation, and uses one buffer set
+    (`sets == 1`) once a set alone is several times the last-level cache: those are the large points.
+    A small buffer rotated through the cache can still beat memory on a CPU with a large L3.
+    """
+    if "params.sets" not in ok or ok.empty:
+        return ok
+    resident = ok["params.cache_resident"].eq(True) if "params.cache_resident" in ok else False
+    large = ok["params.sets"].eq(1) & ~resident & ok["family"].eq("hbm")
+    groups_with_large = set(map(tuple, ok.loc[large, keys].itertuples(index=False, name=None)))
+    import pandas as pd
+
+    in_such_group = [tuple(k) in groups_with_large for k in ok[keys].itertuples(index=False, name=None)]
+    drop = ok["family"].eq("hbm") & ~large & pd.Series(in_such_group, index=ok.index)
+    return ok[~drop]
+
+
 def membw_checks(frame, ctx: Context) -> list[dict]:
     d = frame[frame["probe"] == "membw"].copy()
     if d.empty:
@@ -185,6 +204,7 @@ def membw_checks(frame, ctx: Context) -> list[dict]:
     d["value"] = d["metrics.gbps"] if copied is None else copied.where(d["family"].ne("hbm") & copied.notna(), d["metrics.gbps"])
     keys = ["host", "device_index", "device_type", "device_name", "family"]
     ok = d[(d["status"] == "ok") & d["value"].notna()]
+    ok = _large_buffers_only(ok, keys)
     best = ok.loc[ok.groupby(keys, sort=False)["value"].idxmax()] if len(ok) else ok
     best_by_key = {tuple(r[:5]): r[5:] for r in best[keys + ["value", "params.op", "params.bytes", "flags"]].itertuples(index=False, name=None)}
     reasons = _reasons(d, keys)
@@ -318,6 +338,77 @@ def diskio_checks(frame, ctx: Context) -> list[dict]:
     return rows
 
 
+# Node sizing rules (the seed deck): 2-3 data-loader workers per accelerator plus one process,
+# host memory at least the GPUs' memory, storage planned at 80% of what was sold (90% full fails).
+CORES_PER_GPU = 3
+DISK_WARN_PCT, DISK_FAIL_PCT = 80.0, 90.0
+GPU_HOT_C = 85.0
+
+
+def _node_rule(check: str, m: dict, params: dict) -> tuple:
+    """(value, unit, at, verdict, reason) for one node record's facts."""
+    num = lambda key: _num(m.get(key))  # noqa: E731
+    if check == "cpu_cores":
+        gpus, usable = num("gpus") or 0, num("usable_cores") or num("cores") or 0
+        if not gpus:
+            return usable, "cores", "no GPU", PASS, f"informational: {usable:.0f} cores, no accelerator"
+        per = usable / gpus
+        if per >= CORES_PER_GPU:
+            return per, "cores/GPU", f"{usable:.0f} cores, {gpus:.0f} GPUs", PASS, f"{per:.1f} cores per GPU (>= {CORES_PER_GPU}: 2-3 loader workers + 1)"
+        return per, "cores/GPU", f"{usable:.0f} cores, {gpus:.0f} GPUs", WARN, (
+            f"{per:.1f} cores per GPU, below {CORES_PER_GPU} (2-3 data-loader workers + 1 per GPU): data loading may starve the GPUs")
+    if check == "host_memory":
+        host, gpu = num("bytes") or 0, num("gpu_memory_bytes") or 0
+        at = f"{host / 2**30:.0f} GiB host" + (f", {gpu / 2**30:.0f} GiB on GPUs" if gpu else "")
+        if not gpu:
+            return host / 2**30, "GiB", at, PASS, "informational: no accelerator memory to compare with"
+        ratio = host / gpu
+        if ratio >= 1:
+            return ratio, "x GPU memory", at, PASS, f"host memory is {ratio:.1f}x the GPUs' memory"
+        return ratio, "x GPU memory", at, WARN, (f"host memory is {ratio:.2f}x the GPUs' memory: too little to stage "
+                                                  "checkpoints, offload or feed loaders")
+    if check == "disk":
+        used = num("used_pct") or 0
+        at = f"{params.get('path', '')}: {(num('free_bytes') or 0) / 2**30:.0f} GiB free of {(num('total_bytes') or 0) / 2**30:.0f} GiB"
+        if used >= DISK_FAIL_PCT:
+            return used, "% full", at, FAIL, f"{used:.0f}% full: at 90% programs fail (plan on 80% of what was sold)"
+        if used >= DISK_WARN_PCT:
+            return used, "% full", at, WARN, f"{used:.0f}% full: above the 80% to plan on"
+        return used, "% full", at, PASS, f"{used:.0f}% full"
+    if check == "gpu":
+        at = " ".join(str(v) for v in (params.get("pci_bus"), params.get("uuid")) if v)
+        temp, errors, ecc = num("temperature_c"), num("ecc_uncorrected_errors"), num("ecc_enabled")
+        if errors:
+            return errors, "ECC errors", at, FAIL, f"{errors:.0f} uncorrected ECC error(s) since boot"
+        if ecc == 0:
+            return temp, "C", at, WARN, "ECC is disabled"
+        if temp is not None and temp > GPU_HOT_C:
+            return temp, "C", at, WARN, f"{temp:.0f} C at rest: check cooling"
+        clocks = f"SM {num('sm_clock_mhz'):.0f}/{num('max_sm_clock_mhz'):.0f} MHz" if num("max_sm_clock_mhz") else "no NVML"
+        return temp, "C", at, PASS, f"inventory: {clocks}" + (f", {num('power_w'):.0f}/{num('power_limit_w'):.0f} W" if num("power_limit_w") else "")
+    return None, "", "", PASS, f"informational: unknown node check {check!r}"
+
+
+def node_checks(frame, ctx: Context) -> list[dict]:
+    """Node sanity from the acceptance run's `node` records: cores, host memory, disk per GPU, GPU state."""
+    d = frame[(frame["probe"] == "node") & (frame["status"] == "ok")]
+    if d.empty:
+        return []
+    metric_columns = [c for c in d.columns if c.startswith("metrics.")]
+    param_columns = [c for c in d.columns if c.startswith("params.")]
+    rows = []
+    for r in d.to_dict("records"):
+        metrics = {c[8:]: r[c] for c in metric_columns}
+        params = {c[7:]: r[c] for c in param_columns if isinstance(r[c], str) or _num(r[c]) is not None}
+        check = str(params.get("check", ""))
+        value, unit, at, verdict, reason = _node_rule(check, metrics, params)
+        device = r["device_index"] if check == "gpu" else NODE
+        rows.append(row(host=r["host"], device=str(_count(device)) if device != NODE else NODE, device_type=r["device_type"],
+                        device_name=r["device_name"], probe="node", check=f"node.{check}", value=value, unit=unit,
+                        at=at, verdict=verdict, reason=reason))
+    return rows
+
+
 def missing_checks(frame, ctx: Context) -> list[dict]:
     """INCOMPLETE rows for probes a device or host did not run while others (or `require`) did."""
     rows = []
@@ -341,7 +432,7 @@ def missing_checks(frame, ctx: Context) -> list[dict]:
     return rows
 
 
-CHECKERS = (mamf_checks, membw_checks, collectives_checks, diskio_checks, missing_checks)
+CHECKERS = (node_checks, mamf_checks, membw_checks, collectives_checks, diskio_checks, missing_checks)
 
 
 def all_checks(frame, ctx: Context) -> list[dict]:

@@ -91,7 +91,7 @@ def sections(checks, fleet, warnings) -> list[Section]:
     out.append(Section("Verdicts needing attention", ["verdict", "host", "device", "check", "measured", "at", "reason"],
                        [[r.verdict, r.host, r.device, r.check, _measured(r), text(r.at), text(r.reason)]
                         for r in shown.itertuples(index=False)], notes))
-    out += [_mamf(checks), _membw(checks), _collectives(checks), _storage(checks)]
+    out += [_node(checks), _mamf(checks), _membw(checks), _collectives(checks), _storage(checks)]
     out.append(_fleet(fleet))
     if warnings:
         out.append(Section("Input warnings", ["warning"], [[w] for w in warnings]))
@@ -106,6 +106,16 @@ def _probe_rows(checks, probe):
     part = checks[checks["probe"] == probe]
     notes: list = []
     return _limit(part, notes), notes
+
+
+def _node(checks) -> Section:
+    part, notes = _probe_rows(checks, "node")
+    rows = [[r.host, r.device, r.check.split(".", 1)[-1], _measured(r), text(r.at), r.verdict, text(r.reason)]
+            for r in part.itertuples(index=False)]
+    if rows:
+        notes.append("Sizing rules from the seed deck: >= 3 CPU cores per GPU (2-3 loader workers + 1), host memory >= the "
+                     "GPUs' memory, disk below 80% full (90% fails); GPU inventory and state from NVML when installed.")
+    return Section("Node sanity", ["host", "dev", "check", "measured", "at", "verdict", "reason"], rows, notes)
 
 
 def _mamf(checks) -> Section:

@@ -9,13 +9,13 @@ VENV        ?= .venv
 PY          := $(VENV)/bin/python
 TORCH_SPEC  ?= torch==2.13.0
 TORCH_PIP_ARGS ?=
-PROFILE     ?= quick
+PROFILE     ?=
 ARGS        ?=
 
 .PHONY: setup run mamf test bench clean help
 
 help:
-	@echo "make run    - set up, then the acceptance run on this node (PROFILE=$(PROFILE))"
+	@echo "make run    - set up, then the acceptance run on this node (PROFILE=quick|standard|full; default by device)"
 	@echo "make mamf   - set up, then the MAMF finder with its default plan"
 	@echo "make test   - set up, then the test suite"
 	@echo "make bench  - set up, then benchmarks/ (mlbench measured against its peers)"
@@ -30,7 +30,7 @@ $(VENV)/.ready: pyproject.toml
 	touch $@
 
 run: setup
-	$(VENV)/bin/mlbench mamf $(ARGS)
+	$(VENV)/bin/mlbench run $(if $(PROFILE),--profile $(PROFILE)) $(ARGS)
 
 mamf: setup
 	$(VENV)/bin/mlbench mamf $(ARGS)

@@ -7,11 +7,12 @@ buffer size, rounds alternated so drift hits both alike).
 The bare loop: barrier, then one in-place all_reduce timed with perf_counter, the slowest rank's
 time per sample (MAX over ranks). Ours: `CollectiveProbe.measure` on the same point (its raw
 samples, also the slowest rank's per sample). Printed: per-round medians, the medians of all
-samples, and the fastest samples. Gated on the fastest samples: harness overhead shows in every
-sample, load from other processes on a small shared CPU machine only adds time (the medians there
-swing by tens of percent from round to round, so they are shown, not gated on).
+samples, and the fastest samples. Gated on the medians of all samples (21 rounds alternated, so
+drift hits both) being within 5% either way: slower is overhead, faster would mean we time less
+than the op. Load from other
+processes on a small shared machine swings single rounds by tens of percent: run it on an idle one.
 
-    .venv/bin/python benchmarks/bench_collectives.py [--size 64M] [--ranks 2] [--rounds 9]
+    .venv/bin/python benchmarks/bench_collectives.py [--size 64M] [--ranks 2] [--rounds 21]
 
 Run standalone it re-launches itself under torchrun; exit 0 when the target is met, 1 otherwise.
 """
@@ -84,9 +85,10 @@ def worker(size_bytes: int, rounds: int) -> int:
     busbw = point.counts.s_bytes / (ours * 1e-6) / 1e9 * op.busbw_factor(ctx.world_size)
     print(f"median of all samples: mlbench {ours / 1e3:.3f} ms (busbw {busbw:.2f} GB/s), bare loop {bare / 1e3:.3f} ms, "
           f"ratio {ours / bare:.3f}")
-    ratio = ours_min / bare_min
     print(f"fastest sample:        mlbench {ours_min / 1e3:.3f} ms, bare loop {bare_min / 1e3:.3f} ms, "
-          f"ratio {ratio:.3f} (target: within {TOLERANCE:.0%})")
+          f"ratio {ours_min / bare_min:.3f}")
+    ratio = ours / bare
+    print(f"target: the medians of all samples within {TOLERANCE:.0%} either way: ratio {ratio:.3f}")
     met = abs(ratio - 1) <= TOLERANCE
     print("PASS" if met else "FAIL")
     return 0 if met else 1
@@ -96,7 +98,7 @@ def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--size", default="64M", help="payload S (size grammar), default 64M")
     parser.add_argument("--ranks", type=int, default=2)
-    parser.add_argument("--rounds", type=int, default=9)
+    parser.add_argument("--rounds", type=int, default=21)
     args = parser.parse_args()
     sys.path.insert(0, str(REPO))
     from mlbench.sizes import parse_size

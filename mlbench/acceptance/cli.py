@@ -26,7 +26,10 @@ from ..exitcodes import FAILED, INCOMPLETE, OK, UsageError
 @click.option("--run-id", default=None, envvar="MLBENCH_RUN_ID", help="Run id (default: time-host-random).")
 @click.option("--device", default="auto", show_default=True, help="auto (every local GPU) or cpu (ignore accelerators).")
 @click.option("--specs", "specs_files", multiple=True, metavar="FILE", help="Extra or overriding spec rows for the report.")
-def command(profile, io_dir, only, skip, dry_run, resume_dir, out_dir, run_id, device, specs_files):
+@click.option("--acceptance", default=None, metavar="FILE",
+              help="JSON thresholds for the verdicts (as `mlbench report --acceptance`): a cluster hand-over's terms.")
+@click.option("--strict", is_flag=True, help="A probe that did not run (INCOMPLETE) fails the run too.")
+def command(profile, io_dir, only, skip, dry_run, resume_dir, out_dir, run_id, device, specs_files, acceptance, strict):
     """Measure this node (or the cluster) with every probe, then report verdicts.
 
     Writes one run directory: each probe's records, env.json, plan.json, state.json, logs/ and the
@@ -48,6 +51,9 @@ def command(profile, io_dir, only, skip, dry_run, resume_dir, out_dir, run_id, d
             raise UsageError(f"--resume {resume_dir}: no plan.json there (not an mlbench run directory)")
     if io_dir is not None and not (os.path.isdir(io_dir) and os.access(io_dir, os.W_OK)):
         raise UsageError(f"--io-dir {io_dir}: not a writable directory")
+    from ..report.cli import make_thresholds
+
+    thresholds = make_thresholds(acceptance, strict, (), (), None, None, None, None, None)  # checked before measuring
 
     from .cluster import Coordinator, under_torchrun
     from ..records import hostname, new_run_id
@@ -69,7 +75,7 @@ def command(profile, io_dir, only, skip, dry_run, resume_dir, out_dir, run_id, d
     if dry_run:
         click.echo(planning.describe(the_plan))
         return OK
-    return _run(the_plan, run_dir, coordinator, specs_files, resumed=resume_dir is not None)
+    return _run(the_plan, run_dir, coordinator, specs_files, thresholds, resumed=resume_dir is not None)
 
 
 def _saved_plan(run_dir: Path) -> Path:
@@ -100,7 +106,7 @@ def _layout(device: str, coordinator):
                       master_addr=coordinator.master_addr, master_port=coordinator.master_port)
 
 
-def _run(the_plan, run_dir: Path, coordinator, specs_files, resumed: bool) -> int:
+def _run(the_plan, run_dir: Path, coordinator, specs_files, thresholds, resumed: bool) -> int:
     from .plan import describe
     from .runner import DONE, FAILED as STEP_FAILED, execute
     from ..provenance import write_env_json
@@ -141,7 +147,7 @@ def _run(the_plan, run_dir: Path, coordinator, specs_files, resumed: bool) -> in
             coordinator.close()
             return OK
     failed_steps = [o.name for o in outcome.steps if o.status == STEP_FAILED]
-    code = _report(run_dir, specs_files)
+    code = _report(run_dir, specs_files, thresholds)
     if failed_steps:
         click.echo(f"probe(s) that failed: {', '.join(failed_steps)} (logs in {node_dir / 'logs'})", err=True)
         code = max(code, FAILED) if code != INCOMPLETE else code
@@ -150,11 +156,11 @@ def _run(the_plan, run_dir: Path, coordinator, specs_files, resumed: bool) -> in
     return code
 
 
-def _report(run_dir: Path, specs_files) -> int:
+def _report(run_dir: Path, specs_files, thresholds) -> int:
     """The reporter over the run directory: prints the summary and verdicts, returns the exit code."""
     from ..report.api import build_report
 
-    result = build_report([str(run_dir)], out_dir=str(run_dir), specs_files=tuple(specs_files))
+    result = build_report([str(run_dir)], out_dir=str(run_dir), specs_files=tuple(specs_files), thresholds=thresholds)
     click.echo(result.markdown)
     click.echo(f"report: {run_dir / 'report.md'} (and report.html, summary.csv, plots)", err=True)
     return result.exit_code

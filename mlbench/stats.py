@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import math
 from dataclasses import asdict, dataclass
-from typing import Sequence
+from typing import Callable, Sequence
 
 # Coefficient of variation above which a measurement is called noisy.
 NOISY_CV = 0.05
@@ -71,6 +71,35 @@ def summarize(samples: Sequence[float]) -> Summary:
         stdev=stdev,
         cv=stdev / mean if mean else 0.0,
     )
+
+
+_UNIT_SCALE = {"s": 1.0, "ms": 1e3, "us": 1e6}
+
+
+def time_metrics(summary: Summary, unit: str = "ms") -> dict:
+    """Record metrics of a time summary (samples in seconds): `time_<unit>` is the median."""
+    scale = _UNIT_SCALE[unit]
+    return {
+        f"time_{unit}": summary.median * scale,
+        f"time_{unit}_mean": summary.mean * scale,
+        f"time_{unit}_min": summary.min * scale,
+        f"time_{unit}_max": summary.max * scale,
+        f"time_{unit}_p5": summary.p5 * scale,
+        f"time_{unit}_p95": summary.p95 * scale,
+        f"time_{unit}_p99": summary.p99 * scale,
+        "cv": summary.cv,
+    }
+
+
+def rate_metrics(name: str, rate_of: Callable[[float], float], summary: Summary) -> dict:
+    """A rate (work / time) from a time summary: `name` from the median time, `_mean` from the mean,
+    `_max` from the fastest sample and `_min` from the slowest."""
+    return {
+        name: rate_of(summary.median),
+        f"{name}_mean": rate_of(summary.mean),
+        f"{name}_max": rate_of(summary.min),
+        f"{name}_min": rate_of(summary.max),
+    }
 
 
 def median(samples: Sequence[float]) -> float:

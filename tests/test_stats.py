@@ -37,3 +37,16 @@ def test_robust_z_flags_the_outlier_only():
     assert z[-1] < -10
     assert all(abs(v) < 2 for v in z[:-1])
     assert robust_z([5, 5, 5]) == [0.0, 0.0, 0.0]
+
+
+def test_time_and_rate_metrics_from_one_summary():
+    from mlbench.stats import rate_metrics, time_metrics
+
+    s = summarize([0.001, 0.002, 0.004])  # seconds
+    t = time_metrics(s, "ms")
+    assert t["time_ms"] == pytest.approx(2.0) and t["time_ms_min"] == pytest.approx(1.0)
+    assert t["time_ms_max"] == pytest.approx(4.0) and t["time_ms_mean"] == pytest.approx(7 / 3)
+    assert time_metrics(s, "us")["time_us"] == pytest.approx(2000.0)
+    # 2e9 FLOP of work: 1 TFLOPS at the median (2 ms), 2 at the fastest (1 ms), 0.5 at the slowest
+    r = rate_metrics("tflops", lambda seconds: 2e9 / seconds / 1e12, s)
+    assert (r["tflops"], r["tflops_max"], r["tflops_min"]) == pytest.approx((1.0, 2.0, 0.5))

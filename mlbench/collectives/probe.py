@@ -29,7 +29,7 @@ import torch
 import torch.distributed as dist
 
 from ..records import Result
-from ..stats import summarize
+from ..stats import summarize, time_metrics
 from ..timing import TimingPlan, time_call
 from .dist import DistContext, gather_into_tensor, reduce_scatter_into_tensor
 from .plan import DType, Point, busbw_gbps, algbw_gbps, fill_levels, max_repeats_in_place, too_small_reason
@@ -309,12 +309,7 @@ class CollectiveProbe:
         rank_medians = [summarize(row).median for row in ranks]
         s_bytes, n = point.counts.s_bytes, self.ctx.world_size
         metrics = {
-            "time_us": stats.median * 1e6,
-            "time_us_mean": stats.mean * 1e6,
-            "time_us_min": stats.min * 1e6,
-            "time_us_max": stats.max * 1e6,
-            "time_us_p99": stats.p99 * 1e6,
-            "cv": stats.cv,
+            **time_metrics(stats, "us"),
             "rank_time_us_mean": sum(rank_medians) / len(rank_medians) * 1e6,
             "rank_time_us_min": min(rank_medians) * 1e6,
             "algbw_gbps": algbw_gbps(s_bytes, stats.median),

@@ -19,7 +19,7 @@ import torch
 
 from ..device import Device
 from ..records import Result
-from ..stats import summarize
+from ..stats import rate_metrics, summarize, time_metrics
 from ..timing import TimingPlan, time_call
 from .plan import DType, Shape, tflops
 
@@ -194,17 +194,8 @@ class MatmulProbe:
     def _result(self, shape: Shape, params: dict, timing, check_err: float) -> Result:
         stats = summarize(timing.samples_s)
         metrics = {
-            "tflops": tflops(shape, stats.median),
-            "tflops_mean": tflops(shape, stats.mean),
-            "tflops_max": tflops(shape, stats.min),
-            "tflops_min": tflops(shape, stats.max),
-            "time_ms": stats.median * 1e3,
-            "time_ms_mean": stats.mean * 1e3,
-            "time_ms_min": stats.min * 1e3,
-            "time_ms_max": stats.max * 1e3,
-            "time_ms_p5": stats.p5 * 1e3,
-            "time_ms_p95": stats.p95 * 1e3,
-            "cv": stats.cv,
+            **rate_metrics("tflops", lambda t: tflops(shape, t), stats),
+            **time_metrics(stats, "ms"),
             "reps": timing.reps,
             "warmup": timing.warmup,
             "flops": shape.flops,

@@ -20,7 +20,7 @@ import torch
 
 from ..device import Device
 from ..records import Result
-from ..stats import summarize
+from ..stats import rate_metrics, summarize, time_metrics
 from ..timing import TimingPlan, time_call
 from .plan import ALIGN_BYTES, ELEMENT_BYTES, Facts, MembwPlan, Point, gbps, gbps_copied, traffic
 
@@ -315,17 +315,8 @@ class BandwidthProbe:
         stats = summarize(timing.samples_s)
         moved = traffic(op, point.bytes)
         metrics = {
-            "gbps": gbps(op, point.bytes, stats.median),
-            "gbps_mean": gbps(op, point.bytes, stats.mean),
-            "gbps_max": gbps(op, point.bytes, stats.min),
-            "gbps_min": gbps(op, point.bytes, stats.max),
-            "time_ms": stats.median * 1e3,
-            "time_ms_mean": stats.mean * 1e3,
-            "time_ms_min": stats.min * 1e3,
-            "time_ms_max": stats.max * 1e3,
-            "time_ms_p5": stats.p5 * 1e3,
-            "time_ms_p95": stats.p95 * 1e3,
-            "cv": stats.cv,
+            **rate_metrics("gbps", lambda t: gbps(op, point.bytes, t), stats),
+            **time_metrics(stats, "ms"),
             "reps": timing.reps,
             "warmup": timing.warmup,
             "bytes_read": moved.read,

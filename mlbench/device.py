@@ -56,15 +56,21 @@ class _ClockEvent:
 
 
 class _TorchEvent:
-    """A device event (CUDA/ROCm/XPU): recorded in stream order, read after one synchronize."""
+    """A device event (CUDA/ROCm/XPU): recorded on the device's current stream, read after one synchronize.
 
-    __slots__ = ("_event",)
+    The stream is named explicitly, so the event times work on this device even when another device
+    is the current one (a peer copy, a library that switched devices).
+    """
 
-    def __init__(self, module):
+    __slots__ = ("_event", "_module", "_device")
+
+    def __init__(self, module, device):
+        self._module = module
+        self._device = device
         self._event = module.Event(enable_timing=True)
 
     def record(self) -> None:
-        self._event.record()
+        self._event.record(self._module.current_stream(self._device))
 
     def elapsed_s(self, end: "_TorchEvent") -> float:
         return self._event.elapsed_time(end._event) * 1e-3
@@ -79,8 +85,8 @@ class Device:
         self._module = getattr(torch, torch_device.type, None) if torch_device.type != "cpu" else None
         self._flush_buffer = None
         if torch_device.type in ("cuda", "xpu") and torch_device.index is not None:
-            # events record on the current device's stream: make this device the current one, so
-            # that `--device cuda:1` times work on cuda:1 (a probe process uses one device)
+            # a probe process works on one device: make it the current one, so that allocations and
+            # libraries without an explicit device land there too (events name their stream anyway)
             self._module.set_device(torch_device.index)
 
     @property
@@ -99,7 +105,7 @@ class Device:
 
     def event(self):
         """A timing event; create them before the timed loop starts."""
-        return _TorchEvent(self._module) if self.has_events else _ClockEvent(self)
+        return _TorchEvent(self._module, self.torch_device) if self.has_events else _ClockEvent(self)
 
     def flush_bytes(self) -> int:
         """Twice the last-level cache: enough writes to evict what a timed op left behind."""

@@ -122,7 +122,8 @@ def test_gpu_plan_transfers_and_p2p():
     assert {p.host_memory for p in transfers} == {"pinned", "pageable"}
     assert max(p.bytes for p in transfers) == P.TRANSFER_DEFAULT_MAX_BYTES
     peers = [p for p in plan.points if p.op == "p2p"]
-    assert sorted((p.src, p.dst, p.bytes) for p in peers) == [(0, 1, 512 * MiB), (1, 0, 512 * MiB)]
+    assert sorted((p.direction, p.src, p.dst, p.bytes) for p in peers) == [
+        ("read", 0, 1, 512 * MiB), ("read", 1, 0, 512 * MiB), ("write", 0, 1, 512 * MiB), ("write", 1, 0, 512 * MiB)]
     assert not any(p.skip for p in plan.points)
     single = P.make_plan(H100, ["p2p", "copy"], [MiB])
     assert single.points[0].op == "p2p" and "two or more" in single.points[0].skip

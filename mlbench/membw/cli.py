@@ -93,7 +93,7 @@ def sweep_table(records: list) -> list:
 
 
 def transfer_lines(records: list) -> list:
-    """Best h2d/d2h (bytes once) per host memory kind, and the p2p matrix."""
+    """Best h2d/d2h (bytes once) per host memory kind, and a p2p matrix per direction (write, read)."""
     from ..sizes import format_bytes
 
     lines = []
@@ -103,16 +103,20 @@ def transfer_lines(records: list) -> list:
             if ok:
                 best = max(ok, key=lambda r: r["metrics"]["gbps_copied"])
                 lines.append(f"{op} {kind}: {best['metrics']['gbps_copied']:.1f} GB/s (bytes once) at {format_bytes(best['params']['bytes'])}")
-    peer = [r for r in records if r["params"]["op"] == "p2p" and r["params"].get("src") is not None]
-    if peer:
+    for direction in ("write", "read"):
+        peer = [r for r in records if r["params"]["op"] == "p2p" and r["params"].get("src") is not None
+                and r["params"].get("direction", "write") == direction]
+        if not peer:
+            continue
         gpus = sorted({r["params"]["src"] for r in peer} | {r["params"]["dst"] for r in peer})
         best = {}
         for r in peer:
             key = (r["params"]["src"], r["params"]["dst"])
-            if r["status"] == "ok" and (key not in best or r["metrics"]["gbps_copied"] > best[key]):
+            if r["status"] == "ok" and (key not in best or r["metrics"]["gbps_copied"] > (best[key] or 0)):
                 best[key] = r["metrics"]["gbps_copied"]
             best.setdefault(key, None)
-        lines.append("p2p GB/s (bytes once), rows src, columns dst; x = no peer access or failed")
+        who = "the source pushes" if direction == "write" else "the destination pulls"
+        lines.append(f"p2p {direction} ({who}) GB/s (bytes once), rows src, columns dst; x = no peer access or failed")
         lines.append("     " + "".join(f"{j:>9}" for j in gpus))
         for i in gpus:
             cells = ["-" if i == j else ("x" if best.get((i, j)) is None else f"{best[(i, j)]:.1f}") for j in gpus]

@@ -10,7 +10,7 @@ Byte accounting (one row per op; `n` = the bytes of one buffer, the record's `by
 | triad | a = b + s * c (STREAM triad) | 2n   | n       | -      | 3           |
 | h2d   | device.copy_(host)           | n    | n       | n      | 1 host + 1  |
 | d2h   | host.copy_(device)           | n    | n       | n      | 1 host + 1  |
-| p2p   | peer.copy_(local), GPU i->j  | n    | n       | n      | 2           |
+| p2p   | GPU i -> j, write and read   | n    | n       | n      | 2           |
 
 `gbps` = (read + written) / time / 1e9: the HBM-spec convention (STREAM, p2pBandwidthLatencyTest's
 same-device copy). `gbps_copied` = copied / time / 1e9, for the copy-like ops only: the convention of
@@ -76,6 +76,7 @@ OPS = {
 }
 DEVICE_OPS = tuple(name for name, op in OPS.items() if op.kind == "device")
 HOST_MEMORY_KINDS = ("pinned", "pageable")
+PEER_DIRECTIONS = ("write", "read")  # nvbandwidth's names: who issues the copy (see mlbench.membw.peer)
 
 
 @dataclass(frozen=True)
@@ -148,6 +149,7 @@ class Point:
     host_memory: Optional[str] = None  # transfers: "pinned" or "pageable"
     src: Optional[int] = None  # p2p: source GPU index
     dst: Optional[int] = None  # p2p: destination GPU index
+    direction: Optional[str] = None  # p2p: "write" (the source pushes) or "read" (the destination pulls)
     skip: Optional[str] = None  # why it cannot run here (a skipped record)
 
     @property
@@ -172,11 +174,11 @@ class Point:
         if self.host_memory:
             params["host_memory"] = self.host_memory
         if self.src is not None:
-            params.update(src=self.src, dst=self.dst)
+            params.update(src=self.src, dst=self.dst, direction=self.direction)
         return params
 
     def label(self) -> str:
-        extra = f" {self.host_memory}" if self.host_memory else (f" {self.src}->{self.dst}" if self.src is not None else "")
+        extra = f" {self.host_memory}" if self.host_memory else (f" {self.direction} {self.src}->{self.dst}" if self.src is not None else "")
         return f"{self.op}{extra} {format_bytes(self.bytes)}"
 
 
@@ -267,8 +269,8 @@ def _points_for(op_name: str, nbytes: int, facts: Facts, rotate: bool) -> list:
             points.append(Point(op_name, nbytes, 1, host_memory=kind, skip=skip))
         return points
     if op.kind == "peer":
-        return [Point(op_name, nbytes, 1, src=i, dst=j) for i in range(facts.gpu_count)
-                for j in range(facts.gpu_count) if i != j]
+        return [Point(op_name, nbytes, 1, src=i, dst=j, direction=direction) for direction in PEER_DIRECTIONS
+                for i in range(facts.gpu_count) for j in range(facts.gpu_count) if i != j]
     return [Point(op_name, nbytes, rotation_sets(op, nbytes, facts.llc, rotate))]
 
 

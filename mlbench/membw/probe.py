@@ -273,28 +273,42 @@ class BandwidthProbe:
         return self._result(point, params, timing, problem)
 
     def _measure_peer(self, point: Point) -> Result:
-        """GPU `src` -> GPU `dst` with torch's copy (the copy engine, issued on the source's stream)."""
+        """GPU `src` -> GPU `dst` on the copy engine: `write` issued on the source's stream (torch's
+        copy), `read` on the destination's (the runtime's peer memcpy, see `mlbench.membw.peer`)."""
         params = point.params()
         if not torch.cuda.can_device_access_peer(point.src, point.dst):
             return Result.skipped(params, f"cuda:{point.src} cannot reach cuda:{point.dst} by peer access "
                                           "(torch would stage the copy through host memory)")
         from ..device import resolve
+        from .peer import memcpy_peer_async
 
-        src_device = resolve(f"cuda:{point.src}")
+        issuer = point.src if point.direction != "read" else point.dst
         n = point.bytes // ELEMENT_BYTES
         src = dst = buffers = None
         try:
-            with torch.cuda.device(point.src):
-                src = torch.empty(n, dtype=torch.float32, device=src_device.torch_device)
+            memcpy = memcpy_peer_async() if point.direction == "read" else None
+        except OSError as exc:
+            return Result.skipped(params, f"p2p read needs the GPU runtime's peer memcpy: {exc}")
+        try:
+            with torch.cuda.device(issuer):
+                issuing_device = resolve(f"cuda:{issuer}")
+                src = torch.empty(n, dtype=torch.float32, device=f"cuda:{point.src}")
                 dst = torch.empty(n, dtype=torch.float32, device=f"cuda:{point.dst}")
                 self._seed += 1
                 fill_random(src, self._seed)
                 dst.fill_(-1.0)
                 torch.cuda.synchronize(point.src)
                 torch.cuda.synchronize(point.dst)
-                call, used, last = _cycling([lambda: dst.copy_(src, non_blocking=True)])
+                if memcpy is None:
+                    copy = lambda: dst.copy_(src, non_blocking=True)  # noqa: E731
+                else:
+                    stream = torch.cuda.current_stream(point.dst).cuda_stream
+                    nbytes = n * ELEMENT_BYTES
+                    copy = lambda: memcpy(dst.data_ptr(), point.dst, src.data_ptr(), point.src, nbytes, stream)  # noqa: E731
+                call, used, last = _cycling([copy])
                 buffers = Buffers([(src, dst)], call, used, last)
-                timing = time_call(buffers.call, src_device, timing_plan("cuda", self.quick))
+                timing = time_call(buffers.call, issuing_device, timing_plan("cuda", self.quick))
+                torch.cuda.synchronize(point.src)
                 torch.cuda.synchronize(point.dst)
                 problem = self._check(point, buffers)
         except Exception as exc:  # noqa: BLE001

@@ -122,7 +122,7 @@ def build_report(paths, out_dir=None, specs_files=(), thresholds: Optional[Thres
             from .plots import write_plots
 
             (out / "plots").mkdir(exist_ok=True)
-            images = write_plots(frame, out / "plots")
+            images = write_plots(frame, out / "plots", checks)
         files += _write(out / "report.md", text)
         checks.to_csv(out / "summary.csv", index=False)
         files.append(out / "summary.csv")

@@ -1,7 +1,8 @@
 """matplotlib plots (Agg backend, PNG files): one figure per probe that has ok records.
 
 - mamf.png: TFLOPS over the measured shapes (sorted by FLOPs), one line per device for up to
-  `MAX_LINES` devices, else the median across devices with a min-max band.
+  `MAX_LINES` devices, else the median across devices with a min-max band; the dense peak
+  (dashed) and the published MAMF (dotted) of each recognised part.
 - membw.png: GB/s against buffer size (log-2 axis) per op: device memory (read + written) on the
   left, host and peer links (bytes once) on the right.
 - collectives.png: busbw against payload (log-2 axis) per op.
@@ -42,7 +43,25 @@ def _lines(ax, part, x, y, label_col, unit_cols):
             ax.fill_between(stats.index, stats["min"], stats["max"], alpha=0.2)
 
 
-def plot_mamf(ok, out: Path, plt) -> Path:
+def _mamf_reference_lines(ax, checks) -> None:
+    """Dashed: each recognised part's dense peak; dotted: its published MAMF (a few lines at most)."""
+    if checks is None or checks.empty:
+        return
+    part = checks[(checks["probe"] == "mamf") & checks["spec"].astype(bool)]
+    seen = set()
+    for r in part.itertuples(index=False):
+        dtype = str(r.check).split(".", 1)[-1]
+        for value, style, what in ((r.spec_value, "--", "dense peak"), (r.reference, ":", "published MAMF")):
+            key = (r.spec, dtype, what)
+            if value is None or value != value or key in seen or len(seen) >= 4:
+                continue
+            seen.add(key)
+            ax.axhline(float(value), linestyle=style, linewidth=1, color="grey")
+            ax.annotate(f"{r.spec} {dtype} {what} {float(value):g}", (0, float(value)), xycoords=("axes fraction", "data"),
+                        xytext=(4, 3), textcoords="offset points", fontsize=7, color="grey")
+
+
+def plot_mamf(ok, out: Path, plt, checks=None) -> Path:
     dims = ["params.m", "params.n", "params.k"]
     shapes = ok[dims].drop_duplicates().astype(int)
     shapes = shapes.assign(flops=2.0 * shapes["params.m"] * shapes["params.n"] * shapes["params.k"]).sort_values(["flops"] + dims)
@@ -51,6 +70,7 @@ def plot_mamf(ok, out: Path, plt) -> Path:
     d = ok.astype({c: int for c in dims}).merge(shapes[dims + ["position"]], on=dims, how="left")
     fig, ax = plt.subplots(figsize=(10, 5))
     _lines(ax, d, "position", "metrics.tflops", "params.dtype", ["host", "device_index"])
+    _mamf_reference_lines(ax, checks)
     if len(order) <= 30:
         ax.set_xticks(range(len(order)), order, rotation=60, ha="right", fontsize=7)
     else:
@@ -127,13 +147,15 @@ NEEDED = {"mamf": ("params.m", "params.n", "params.k", "metrics.tflops"), "membw
           "collectives": ("params.bytes", "metrics.busbw_gbps"), "diskio": ("metrics.gbps", "metrics.lat_us_p99", "params.direct")}
 
 
-def write_plots(frame, out_dir: Path) -> list[Path]:
-    """Write a PNG per probe with ok records into `out_dir`; return their paths."""
+def write_plots(frame, out_dir: Path, checks=None) -> list[Path]:
+    """Write a PNG per probe with ok records into `out_dir`; return their paths. With the checks,
+    the MAMF plot shows each recognised part's dense peak and published MAMF."""
     plt = _pyplot()
     written = []
     for probe, plotter in PLOTTERS.items():
         ok = frame[(frame["probe"] == probe) & (frame["status"] == "ok")]
         if ok.empty or not all(c in ok for c in NEEDED[probe]):
             continue
-        written.append(plotter(ok.dropna(subset=list(NEEDED[probe])[:2]), out_dir, plt))
+        extra = {"checks": checks} if probe == "mamf" else {}
+        written.append(plotter(ok.dropna(subset=list(NEEDED[probe])[:2]), out_dir, plt, **extra))
     return written

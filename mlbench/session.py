@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import os
 from pathlib import Path
-from typing import Optional
+from typing import Callable, Iterable, Optional
 
 from .records import RecordWriter, Result, check_writable, default_out, make_record, new_run_id
 
@@ -64,6 +64,20 @@ class ProbeSession:
         if self.write_enabled:
             self._writer.write(record)
         return record
+
+    def record_all(self, results: Iterable, on_record: Optional[Callable[[dict], None]] = None) -> bool:
+        """Add every result as it comes (each line flushed), then close; True when interrupted by
+        Ctrl-C: the records added so far are kept."""
+        try:
+            for result in results:
+                record = self.add(result)
+                if on_record is not None:
+                    on_record(record)
+        except KeyboardInterrupt:
+            return True
+        finally:
+            self.close()
+        return False
 
     def close(self) -> None:
         self._writer.close()

@@ -62,22 +62,19 @@ def command(device, out, quick, run_id, dtype_name, shapes, m, n, k, search_mode
 
     total = len(plan.grid) if plan.mode == "sweep" and plan.grid is not None else (len(plan.shapes) or None)
     progress = Progress(total, "mamf")
-    interrupted = False
     best = None
-    try:
-        with MatmulProbe(dev, dtype, quick=quick, peak_tflops=peak) as probe:
-            for result in run(plan, probe):
-                record = session.add(result)
-                if record["status"] == "ok" and (best is None or record["metrics"]["tflops"] > best["metrics"]["tflops"]):
-                    best = record
-                shape = f"{result.params['m']}x{result.params['n']}x{result.params['k']}"
-                now = f"{result.metrics['tflops']:.1f}" if result.ok else result.status
-                progress.update(1, f"{shape} {now} TFLOPS | best {best['metrics']['tflops']:.1f}" if best else f"{shape} {now}")
-    except KeyboardInterrupt:
-        interrupted = True
-    finally:
-        progress.close()
-        session.close()
+
+    def show(record: dict) -> None:
+        nonlocal best
+        p, m = record["params"], record["metrics"]
+        if record["status"] == "ok" and (best is None or m["tflops"] > best["metrics"]["tflops"]):
+            best = record
+        now = f"{m['tflops']:.4g} TFLOPS" if record["status"] == "ok" else record["status"]
+        progress.update(1, f"{p['m']}x{p['n']}x{p['k']} {now}" + (f" | best {best['metrics']['tflops']:.4g}" if best else ""))
+
+    with MatmulProbe(dev, dtype, quick=quick, peak_tflops=peak) as probe:
+        interrupted = session.record_all(run(plan, probe), on_record=show)
+    progress.close()
 
     records = session.records
     click.echo(summary_text(records, best_record(records), dev.info.name, dtype.name, peak, spec, interrupted))

@@ -47,19 +47,16 @@ def command(device, out, quick, run_id, ops, sizes, rotate):
     session.start()
     click.echo(f"mlbench membw on {dev.info.name} ({dev.torch_device}); {plan.describe()}; records -> {session.out}", err=True)
     progress = Progress(len(plan.points), "membw")
-    interrupted = False
-    try:
-        with BandwidthProbe(dev, quick=quick, peak_gbps=hbm_tbps * 1000 if hbm_tbps else None, link_gbps=link_gbps) as probe:
-            probe.reserve(plan)
-            for point, result in run(plan, probe):
-                session.add(result)
-                now = f"{result.metrics['gbps']:.1f} GB/s" if result.ok else result.status
-                progress.update(1, f"{point.label()} {now}")
-    except KeyboardInterrupt:
-        interrupted = True
-    finally:
-        progress.close()
-        session.close()
+
+    def show(record: dict) -> None:
+        p = record["params"]
+        now = f"{record['metrics']['gbps']:.1f} GB/s" if record["status"] == "ok" else record["status"]
+        progress.update(1, f"{p['op']} {p['bytes']} B {now}")
+
+    with BandwidthProbe(dev, quick=quick, peak_gbps=hbm_tbps * 1000 if hbm_tbps else None, link_gbps=link_gbps) as probe:
+        probe.reserve(plan)
+        interrupted = session.record_all((result for _point, result in run(plan, probe)), on_record=show)
+    progress.close()
 
     records = session.records
     click.echo(summary_text(records, dev.info.name, dev.info.llc_bytes, hbm_tbps, spec, interrupted))

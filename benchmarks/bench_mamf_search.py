@@ -66,6 +66,11 @@ def main() -> int:
         search_results = list(run(MamfPlan("search", grid=grid, warmup_s=0), probe, state=state))
         search_s = time.perf_counter() - t0
         search_shape, search_tflops = state.best()
+        print(f"search: {len(search_results):5d} measurements in {search_s:7.1f} s, best {search_tflops:.4g} TFLOPS "
+              f"at {search_shape} (now the exhaustive sweep)", flush=True)
+        if args.json:  # a partial answer survives a sweep cut short
+            Path(args.json).write_text(json.dumps({"search": {"shapes_measured": len(search_results), "time_s": search_s,
+                                                              "best_shape": str(search_shape), "best_tflops": search_tflops}}) + "\n")
 
         t0 = time.perf_counter()
         sweep_results = list(run(MamfPlan("sweep", grid=grid, warmup_s=0), probe))

@@ -16,6 +16,7 @@ PY=${PYTHON:-python3}
 mkdir -p "$DIR"
 export PYTHONPATH="$REPO${PYTHONPATH:+:$PYTHONPATH}"
 export MLBENCH_PROGRESS=0
+export MLBENCH_DEBUG=1  # a failure prints its traceback into the step's log: one device run must be enough to diagnose it
 START=$(date +%s)
 
 TOTAL_S=${GPU_CHECK_BUDGET_S:-345}  # the whole script stays under 6 minutes
@@ -59,6 +60,9 @@ step run_quick 150 "$PY" -m mlbench run --profile quick --out "$DIR/run_quick" -
 # 5. MAMF fp8 e4m3 on a few large shapes
 step mamf_fp8 40 "$PY" -m mlbench.mamf --dtype fp8 --shapes 4096x4096x4096,8192x8192x8192,16384x16384x8192 \
   --warmup-s 2 --out "$DIR/mamf_fp8/mamf.jsonl"
+# 5b. the same with fast accumulation (what many fp8 peak figures use), one shape
+step mamf_fp8_fast_accum 25 "$PY" -m mlbench.mamf --dtype fp8 --fp8-fast-accum --shapes 8192x8192x8192 \
+  --warmup-s 2 --out "$DIR/mamf_fp8_fast_accum/mamf.jsonl"
 # 6. MAMF: the peer's quick recipe as an exhaustive sweep (M 256..20480 step 256, N = K = 4096)
 step mamf_bf16_peer_quick 45 "$PY" -m mlbench.mamf --dtype bf16 --sweep --m 256:20480:+256 --n 4096 --k 4096 \
   --warmup-s 2 --out "$DIR/mamf_bf16_peer_quick/mamf.jsonl"

@@ -36,11 +36,22 @@ def test_profiles_are_ordered_by_time_and_quick_uses_quick():
 
 def test_one_mamf_and_membw_process_per_gpu():
     plan = build("standard", GPU8, "/d", "r", select("mamf,membw,collectives", None))
-    mamf, membw, coll = plan.steps
+    mamf, membw, links, coll = plan.steps
     assert [p.args[:2] for p in mamf.processes] == [("--device", f"cuda:{i}") for i in range(8)]
     assert [p.out for p in membw.processes] == [f"membw-gpu{i}.jsonl" for i in range(8)]
+    assert all(p.args[2:4] == ("--ops", "copy,read,write,triad") for p in membw.processes) and membw.concurrent
+    # the links one GPU at a time, then one process for the whole peer-to-peer matrix
+    assert not links.concurrent
+    assert [p.args[:4] for p in links.processes[:8]] == [("--device", f"cuda:{i}", "--ops", "h2d,d2h") for i in range(8)]
+    assert links.processes[-1].args[:4] == ("--device", "cuda:0", "--ops", "p2p")
     assert coll.processes[0].args[:2] == ("--nproc-per-node", "8")  # all local GPUs in one job
     assert not coll.node_local
+
+
+def test_a_one_gpu_node_keeps_membw_in_one_process():
+    plan = build("quick", NodeLayout("g", "cuda", 1), "/d", "r", select("membw", None))
+    (membw,) = plan.steps
+    assert [p.args for p in membw.processes] == [("--device", "cuda:0", "--quick", "--out", "membw.jsonl")]
 
 
 def test_cpu_collectives_use_two_gloo_ranks_and_storage_goes_to_io_dir():
@@ -72,3 +83,18 @@ def test_plan_round_trips_through_json_and_describes_itself():
 def test_bad_profile():
     with pytest.raises(UsageError):
         build("huge", CPU, "/d", "r", ["mamf"])
+
+
+def test_a_sequential_step_runs_each_process_and_collects_their_codes(tmp_path):
+    from mlbench.acceptance.plan import Process, Step
+    from mlbench.acceptance.runner import FAILED, run_step
+
+    step = Step("links", (Process("mlbench.acceptance.nodecheck", ("--io-dir", str(tmp_path), "--out", "a.jsonl"), "a.jsonl"),
+                          Process("mlbench.acceptance.nodecheck", ("--io-dir", str(tmp_path / "missing"), "--out", "b.jsonl"), "b.jsonl")),
+                5, "test", concurrent=False)
+    plan = AcceptancePlan("quick", (step,), CPU, str(tmp_path), "r")
+    outcome = run_step(step, plan, tmp_path)
+    assert outcome.exit_codes == [0, 2] and outcome.status == FAILED
+    assert (tmp_path / "a.jsonl").exists() and not (tmp_path / "b.jsonl").exists()
+    assert outcome.logs == ["logs/links-0.log", "logs/links-1.log"]
+    assert "--io-dir" in (tmp_path / "logs" / "links-1.log").read_text()

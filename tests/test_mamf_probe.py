@@ -33,8 +33,8 @@ def test_operands_are_random_not_zeros(cpu):
 def test_a_corrupted_matmul_is_an_error_record(cpu, monkeypatch):
     real = probe_module.make_operands
 
-    def broken(shape, dtype, device, seed=0):
-        ops = real(shape, dtype, device, seed)
+    def broken(shape, dtype, device, seed=0, fast_accum=False):
+        ops = real(shape, dtype, device, seed, fast_accum)
         ops.call = lambda: ops.c.fill_(1.0)  # wrong "result"
         return ops
 

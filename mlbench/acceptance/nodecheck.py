@@ -66,6 +66,24 @@ def _gpus() -> list:
     return found
 
 
+def _nvml_handle(pynvml, gpu: dict):
+    """The NVML handle of the GPU torch calls `index`: by UUID, since NVML ignores CUDA_VISIBLE_DEVICES
+    (under Slurm torch's GPU 0 may be the node's GPU 4); by index only when nothing is hidden."""
+    uuid = gpu.get("uuid")
+    if uuid:
+        text = uuid if uuid.startswith(("GPU-", "MIG-")) else f"GPU-{uuid}"
+        try:
+            return pynvml.nvmlDeviceGetHandleByUUID(text)
+        except Exception:
+            pass
+    if os.environ.get("CUDA_VISIBLE_DEVICES") is None:
+        try:
+            return pynvml.nvmlDeviceGetHandleByIndex(gpu["index"])
+        except Exception:
+            return None
+    return None
+
+
 def _add_nvml(gpus: list) -> None:
     try:
         import pynvml
@@ -77,9 +95,8 @@ def _add_nvml(gpus: list) -> None:
         return
     try:
         for gpu in gpus:
-            try:
-                handle = pynvml.nvmlDeviceGetHandleByIndex(gpu["index"])
-            except Exception:
+            handle = _nvml_handle(pynvml, gpu)
+            if handle is None:
                 continue
 
             def read(name, fn, *args, scale=1.0):
@@ -89,7 +106,6 @@ def _add_nvml(gpus: list) -> None:
                 except Exception:
                     pass
 
-            read("uuid", pynvml.nvmlDeviceGetUUID)
             try:
                 gpu["pci_bus"] = pynvml.nvmlDeviceGetPciInfo(handle).busId
                 gpu["pci_bus"] = gpu["pci_bus"].decode() if isinstance(gpu["pci_bus"], bytes) else gpu["pci_bus"]

@@ -59,6 +59,7 @@ class Step:
     estimate_s: float
     what: str
     node_local: bool = True  # False: one cluster-wide job (collectives)
+    concurrent: bool = True  # False: the processes run one after another
 
     def outputs(self) -> list:
         """Record files this step writes, relative to the run directory."""
@@ -81,7 +82,7 @@ class AcceptancePlan:
         doc = json.loads(text)
         steps = tuple(
             Step(s["name"], tuple(Process(p["module"], tuple(p["args"]), p["out"]) for p in s["processes"]),
-                 s["estimate_s"], s["what"], s.get("node_local", True))
+                 s["estimate_s"], s["what"], s.get("node_local", True), s.get("concurrent", True))
             for s in doc["steps"]
         )
         return cls(doc["profile"], steps, NodeLayout(**doc["node"]), doc["io_dir"], doc["run_id"])
@@ -166,8 +167,21 @@ def build(profile: str, node: NodeLayout, io_dir: str, run_id: str, probes: Sequ
     if "membw" in probes:
         args = ["--quick"] if profile == "quick" else []
         estimate = {"quick": 20 if gpu else 5, "standard": 90 if gpu else 40, "full": 300}[profile]
-        steps.append(Step("membw", _per_device(node, "mlbench.membw", "membw", args), estimate,
-                          "memory bandwidth: copy/read/write/triad" + (", host<->device" if gpu else ""), ))
+        if node.devices <= 1:
+            steps.append(Step("membw", _per_device(node, "mlbench.membw", "membw", args), estimate,
+                              "memory bandwidth: copy/read/write/triad" + (", host<->device" if gpu else "")))
+        else:
+            # device memory on every GPU at once (the spread inside the node); the links one GPU at a
+            # time, since GPUs behind one PCIe switch or NVSwitch would share what they measure
+            steps.append(Step("membw", _per_device(node, "mlbench.membw", "membw", ["--ops", "copy,read,write,triad", *args]),
+                              estimate, "device memory bandwidth: copy/read/write/triad, every GPU at once"))
+            links = _per_device(node, "mlbench.membw", "membw-links", ["--ops", "h2d,d2h", *args])
+            prefix = f"{node.host}/" if node.cluster else ""
+            if node.device_type == "cuda":
+                links += (Process("mlbench.membw", ("--device", f"{node.device_type}:0", "--ops", "p2p", *args,
+                                                    "--out", f"{prefix}membw-p2p.jsonl"), f"{prefix}membw-p2p.jsonl"),)
+            steps.append(Step("membw-links", links, {"quick": 5 * node.devices, "standard": 20 * node.devices, "full": 600}[profile],
+                              "host<->device per GPU, then the peer-to-peer matrix, one at a time", concurrent=False))
     if "collectives" in probes:
         estimate = {"quick": 30 if gpu else 15, "standard": 300 if gpu else 90, "full": 1800}[profile]
         steps.append(Step("collectives", (_collectives(node, profile),), estimate,

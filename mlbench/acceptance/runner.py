@@ -89,30 +89,42 @@ def _set_aside_partial(run_dir: Path, step: Step) -> None:
             os.replace(path, target)
 
 
-def run_step(step: Step, plan: AcceptancePlan, run_dir: Path, grace_s: float = 30.0) -> StepOutcome:
-    """Start the step's processes together, wait for all; Ctrl-C is passed on to them (exit 3 each)."""
+def run_step(step: Step, plan: AcceptancePlan, run_dir: Path, grace_s: float = 8.0) -> StepOutcome:
+    """Run the step's processes (together, or one after another when the step says so) and wait for
+    them; Ctrl-C is passed on to the running ones (each exits 3, keeping its records), which get
+    `grace_s` to finish before they are killed (below the 10 s a `timeout --kill-after` allows)."""
     logs_dir = plan.node_dir(run_dir) / "logs"
     logs_dir.mkdir(parents=True, exist_ok=True)
     env = _child_env(plan)
     started = time.monotonic()
-    children, logs, files = [], [], []
-    for i, process in enumerate(step.processes):
+    children, logs, files, codes = [], [], [], []
+
+    def start(i, process):
         log = logs_dir / (f"{step.name}.log" if len(step.processes) == 1 else f"{step.name}-{i}.log")
         handle = open(log, "w")
         files.append(handle)
         logs.append(str(log.relative_to(run_dir)))
-        children.append(subprocess.Popen([sys.executable, "-m", process.module, *process.args], cwd=run_dir, env=env,
-                                         stdout=handle, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL,
-                                         start_new_session=True))
+        child = subprocess.Popen([sys.executable, "-m", process.module, *process.args], cwd=run_dir, env=env,
+                                 stdout=handle, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL, start_new_session=True)
+        children.append(child)
+        return child
+
     interrupted = False
     try:
-        codes = [child.wait() for child in children]
+        if step.concurrent:
+            for i, process in enumerate(step.processes):
+                start(i, process)
+            codes = [child.wait() for child in children]
+        else:
+            for i, process in enumerate(step.processes):
+                codes.append(start(i, process).wait())
     except KeyboardInterrupt:
         interrupted = True
-        for child in children:
+        running = [child for child in children if child.poll() is None]
+        for child in running:
             _signal_group(child, signal.SIGINT)
         deadline = time.monotonic() + grace_s
-        for child in children:
+        for child in running:
             try:
                 child.wait(timeout=max(0.1, deadline - time.monotonic()))
             except subprocess.TimeoutExpired:

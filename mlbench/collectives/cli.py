@@ -160,6 +160,11 @@ def measure(device, out, quick, run_id, ops, sizes, dtype_name, modes, timeout_s
         except Exception as exc:  # noqa: BLE001 - a peer that died: one line naming op, size and rank
             if ctx.single_process:
                 raise
+            if os.environ.get("MLBENCH_DEBUG"):
+                import traceback
+
+                traceback.print_exc()
+                sys.stderr.flush()
             watchdog.fire(f"{type(exc).__name__}: {str(exc).strip().splitlines()[0][:200] if str(exc).strip() else ''}")
         finally:
             progress.close()

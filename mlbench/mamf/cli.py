@@ -18,9 +18,11 @@ from ..exitcodes import FAILED, INCOMPLETE, OK
 @click.option("--k", "k", default=None, metavar="SIZES", help="K values.")
 @click.option("--search/--sweep", "search_mode", default=None,
               help="Search the grid for the best shape (default without shapes) or sweep all of it (default with --m/--n/--k).")
+@click.option("--fp8-fast-accum", is_flag=True,
+              help="fp8: let torch._scaled_mm use fast (lower-precision) accumulation; recorded as params.fast_accum.")
 @click.option("--warmup-s", type=float, default=None,
               help="Seconds of back-to-back matmuls before measuring (default 10 on accelerators, 0.5 on CPU).")
-def command(device, out, quick, run_id, dtype_name, shapes, m, n, k, search_mode, warmup_s):
+def command(device, out, quick, run_id, dtype_name, shapes, m, n, k, search_mode, fp8_fast_accum, warmup_s):
     """Maximum achievable matmul FLOPS: sweep or search matmul shapes, report the best.
 
     TFLOPS = 2*m*n*k / time, with the median time (also the mean, and the max from the fastest
@@ -72,7 +74,7 @@ def command(device, out, quick, run_id, dtype_name, shapes, m, n, k, search_mode
         now = f"{m['tflops']:.4g} TFLOPS" if record["status"] == "ok" else record["status"]
         progress.update(1, f"{p['m']}x{p['n']}x{p['k']} {now}" + (f" | best {best['metrics']['tflops']:.4g}" if best else ""))
 
-    with MatmulProbe(dev, dtype, quick=quick, peak_tflops=peak) as probe:
+    with MatmulProbe(dev, dtype, quick=quick, peak_tflops=peak, fast_accum=fp8_fast_accum) as probe:
         interrupted = session.record_all(run(plan, probe), on_record=show)
     progress.close()
 

@@ -11,6 +11,7 @@ TFLOPS = 2*m*n*k / t / 1e12 (the peers' convention): `tflops` from the median ti
 from __future__ import annotations
 
 import math
+import os
 import time
 from dataclasses import dataclass
 from typing import Callable, Optional
@@ -55,6 +56,8 @@ def unsupported_reason(dtype: DType, device: Device) -> Optional[str]:
         return f"int8 through torch._int_mm is not supported on {device.type}"
     if dtype.allow_tf32 and device.type != "cuda":
         return "tf32 is a CUDA tensor-core mode: this device has no TF32 matmul (measure fp32 instead)"
+    if dtype.allow_tf32 and getattr(torch.version, "hip", None) and os.environ.get("HIPBLASLT_ALLOW_TF32") != "1":
+        return "tf32 on ROCm needs HIPBLASLT_ALLOW_TF32=1 (without it hipBLASLt runs fp32 and the figure would be mislabelled)"
     return None
 
 
@@ -73,7 +76,7 @@ class Operands:
     call: Callable[[], object]
 
 
-def make_operands(shape: Shape, dtype: DType, device: Device, seed: int = 0) -> Operands:
+def make_operands(shape: Shape, dtype: DType, device: Device, seed: int = 0, fast_accum: bool = False) -> Operands:
     """Random operands (never zeros) and the one call that is timed."""
     generator = torch.Generator(device="cpu").manual_seed(seed)
     target = device.torch_device
@@ -95,7 +98,8 @@ def make_operands(shape: Shape, dtype: DType, device: Device, seed: int = 0) -> 
         b = normal(shape.n, shape.k).to(target).to(fp8).t()
         c = torch.empty(shape.m, shape.n, dtype=torch.bfloat16, device=target)
         one = torch.tensor(1.0, device=target)
-        return Operands(a, b, c, lambda: torch._scaled_mm(a, b, scale_a=one, scale_b=one, out_dtype=torch.bfloat16, out=c))
+        return Operands(a, b, c, lambda: torch._scaled_mm(a, b, scale_a=one, scale_b=one, out_dtype=torch.bfloat16,
+                                                          use_fast_accum=fast_accum, out=c))
     torch_dtype = getattr(torch, dtype.torch_name)
     a = normal(shape.m, shape.k).to(target).to(torch_dtype)
     b = normal(shape.n, shape.k).to(target).to(torch_dtype).t()
@@ -122,9 +126,10 @@ class MatmulProbe:
     """Measures shapes of one dtype on one device; `peak_tflops` (if known) flags impossible results."""
 
     def __init__(self, device: Device, dtype: DType, quick: bool = False, peak_tflops: Optional[float] = None,
-                 flush: bool = True):
+                 flush: bool = True, fast_accum: bool = False):
         self.device = device
         self.dtype = dtype
+        self.fast_accum = fast_accum and dtype.kernel == "scaled_mm"
         self.quick = quick
         self.peak_tflops = peak_tflops
         self.flush = flush
@@ -139,7 +144,10 @@ class MatmulProbe:
         torch.backends.cuda.matmul.allow_tf32 = self._tf32_saved
 
     def params(self, shape: Shape, **extra) -> dict:
-        return {"m": shape.m, "n": shape.n, "k": shape.k, "dtype": self.dtype.name, **extra}
+        params = {"m": shape.m, "n": shape.n, "k": shape.k, "dtype": self.dtype.name, **extra}
+        if self.dtype.kernel == "scaled_mm":
+            params["fast_accum"] = self.fast_accum
+        return params
 
     def fits(self, shape: Shape) -> Optional[str]:
         """Why the operands would not fit in free memory (None when they should)."""
@@ -155,7 +163,7 @@ class MatmulProbe:
         """Run one shape back to back for `seconds` (clocks and power up before the sweep); returns calls."""
         if seconds <= 0 or self.fits(shape):
             return 0
-        ops = make_operands(shape, self.dtype, self.device, seed=1)
+        ops = make_operands(shape, self.dtype, self.device, seed=1, fast_accum=self.fast_accum)
         calls = 0
         deadline = time.monotonic() + seconds
         while time.monotonic() < deadline:
@@ -175,7 +183,7 @@ class MatmulProbe:
         self.seed += 1
         ops = None
         try:
-            ops = make_operands(shape, self.dtype, self.device, seed=self.seed)
+            ops = make_operands(shape, self.dtype, self.device, seed=self.seed, fast_accum=self.fast_accum)
             ops.call()
             self.device.synchronize()
             check_err = spot_check(ops, self.dtype)

@@ -297,6 +297,12 @@ class BandwidthProbe:
                 self._seed += 1
                 fill_random(src, self._seed)
                 dst.fill_(-1.0)
+                if memcpy is not None:
+                    # the destination pulls: make sure it has peer access to the source (torch enables
+                    # it for the device that issues a copy), else the runtime would stage through the host
+                    with torch.cuda.device(point.dst):
+                        src[:1].copy_(dst[:1])
+                    src[:1].fill_(1.0)
                 torch.cuda.synchronize(point.src)
                 torch.cuda.synchronize(point.dst)
                 if memcpy is None:

@@ -84,8 +84,8 @@ def test_interrupted_run_resumes_and_skips_what_is_complete(tmp_path):
         except (OSError, ValueError, KeyError):
             return False
 
-    assert _wait_for(mamf_done)
-    time.sleep(0.5)  # membw is starting
+    assert _wait_for(lambda: (run / "logs" / "membw.log").exists())  # membw has started
+    assert mamf_done()
     proc.send_signal(signal.SIGINT)
     out, err = proc.communicate(timeout=120)
     assert proc.returncode == 3, err

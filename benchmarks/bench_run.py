@@ -52,7 +52,7 @@ def main() -> int:
     print(f"mlbench run --profile quick (CPU): {seconds:.1f} s end to end, exit {proc.returncode}; {verdict}")
     for line in steps:
         print(f"    {line}")
-    print(f"target < 90 s")
+    print("target < 90 s")
     met = help_median < 0.3 and seconds < 90 and proc.returncode == 0
     print("TARGET MET" if met else "TARGET MISSED")
     return 0 if met else 1

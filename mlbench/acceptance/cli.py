@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import os
-import sys
 from pathlib import Path
 
 import click
@@ -56,7 +55,7 @@ def command(profile, io_dir, only, skip, dry_run, resume_dir, out_dir, run_id, d
     thresholds = make_thresholds(acceptance, strict, (), (), None, None, None, None, None)  # checked before measuring
 
     from .cluster import Coordinator, under_torchrun
-    from ..records import hostname, new_run_id
+    from ..records import new_run_id
 
     coordinator = Coordinator() if under_torchrun() and not dry_run else None
     if resume_dir is not None:

@@ -17,7 +17,8 @@ Profiles (times are estimates for one 8-GPU node; a CPU node takes seconds for `
 from __future__ import annotations
 
 import json
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass
+from pathlib import Path
 from typing import Optional, Sequence
 
 from ..exitcodes import UsageError
@@ -90,10 +91,8 @@ class AcceptancePlan:
     def estimate_s(self) -> float:
         return sum(step.estimate_s for step in self.steps)
 
-    def node_dir(self, run_dir) -> "Path":
+    def node_dir(self, run_dir) -> Path:
         """Where this node keeps plan.json, state.json and logs/: the run directory, or its host's subdirectory in a cluster."""
-        from pathlib import Path
-
         return Path(run_dir) / self.node.host if self.node.cluster else Path(run_dir)
 
 

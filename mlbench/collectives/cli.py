@@ -108,7 +108,6 @@ def measure(device, out, quick, run_id, ops, sizes, dtype_name, modes, timeout_s
     from .. import specs
     from ..progress import Progress
     from ..records import hostname
-    from ..session import ProbeSession
     from .dist import Watchdog, setup, under_torchrun
     from .plan import make_plan
     from .probe import CollectiveProbe

@@ -320,7 +320,7 @@ class BandwidthProbe:
         except Exception as exc:  # noqa: BLE001
             return self._failure(point, params, exc)
         finally:
-            del src, dst, buffers
+            src = dst = buffers = copy = None  # drop the GPU buffers before the next pair
             torch.cuda.empty_cache()
         return self._result(point, params, timing, problem)
 

@@ -82,6 +82,14 @@ def plot_mamf(ok, out: Path, plt, checks=None) -> Path:
     return _save(fig, out / "mamf.png", plt)
 
 
+def _log2_axes(ax, xlabel: str) -> None:
+    """Sizes on a log-2 axis, a light grid and a small legend: the bandwidth plots' common frame."""
+    ax.set_xscale("log", base=2)
+    ax.set_xlabel(xlabel)
+    ax.grid(alpha=0.3)
+    ax.legend(fontsize=7)
+
+
 def plot_membw(ok, out: Path, plt) -> Path:
     from .checks import membw_family
 
@@ -95,11 +103,8 @@ def plot_membw(ok, out: Path, plt) -> Path:
     fig, axes = plt.subplots(1, len(panels), figsize=(6 * len(panels), 5), squeeze=False)
     for ax, (part, column, title) in zip(axes[0], panels):
         _lines(ax, part, "params.bytes", column, "params.op", ["host", "device_index"])
-        ax.set_xscale("log", base=2)
-        ax.set_xlabel("buffer size (bytes, log 2)")
+        _log2_axes(ax, "buffer size (bytes, log 2)")
         ax.set_title(title, fontsize=10)
-        ax.grid(alpha=0.3)
-        ax.legend(fontsize=7)
     fig.suptitle("Memory bandwidth against size")
     return _save(fig, out / "membw.png", plt)
 
@@ -108,12 +113,9 @@ def plot_collectives(ok, out: Path, plt) -> Path:
     d = ok[ok["params.mode"].ne("latency")] if "params.mode" in ok else ok
     fig, ax = plt.subplots(figsize=(10, 5))
     _lines(ax, d, "params.bytes", "metrics.busbw_gbps", "params.op", ["host", "run_id"])
-    ax.set_xscale("log", base=2)
-    ax.set_xlabel("payload S (bytes, log 2)")
+    _log2_axes(ax, "payload S (bytes, log 2)")
     ax.set_ylabel("busbw GB/s")
     ax.set_title("Collectives: bus bandwidth against payload")
-    ax.grid(alpha=0.3)
-    ax.legend(fontsize=7)
     return _save(fig, out / "collectives.png", plt)
 
 

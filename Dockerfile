@@ -1,5 +1,5 @@
 # mlbench on NVIDIA's PyTorch image: CUDA, NCCL and a matching torch come with the base, and are kept.
-# Ordered for the build cache (as the seed deck advises): the dependencies first, the code last, so
+# Ordered for the build cache: the dependencies first, the code last, so
 # a code change rebuilds only the final layers.
 #
 #   docker build -t mlbench .

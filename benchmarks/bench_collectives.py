@@ -1,6 +1,6 @@
 """Harness overhead of the collectives probe: our large-payload all_reduce time vs a bare loop.
 
-Target (issue 4): on the CPU with gloo, the probe's all_reduce time for a large payload is within
+Target: on the CPU with gloo, the probe's all_reduce time for a large payload is within
 5% of a bare torch.distributed loop doing the same op in the same run (same process group, same
 buffer size, rounds alternated so drift hits both alike).
 

@@ -5,7 +5,7 @@
 Both tools: O_DIRECT, synchronous IO per job (fio `ioengine=psync`, mlbench's threads), the same
 block size, job count, file size, time bound (fio `time_based`, mlbench `--io-size 1T` so time ends
 the test), each on a file it lays out itself in a fresh directory. Rounds alternate which tool goes
-first (the virtual disks this runs on are bursty); each tool's figure is the median of its rounds. Targets (issue 5):
+first (the virtual disks this runs on are bursty); each tool's figure is the median of its rounds. Targets:
     sequential 1 MiB read and write, 1 job   >= 0.95 x fio
     4 KiB random read, 4 and 16 jobs        >= 0.90 x fio psync
 Exit 0 when every target is met (or fio is absent: "fio not installed, skipped"), 1 otherwise.

@@ -1,6 +1,6 @@
 """MAMF search against the exhaustive grid, on the same range, in one run.
 
-Target (issue 2): the search finds >= 99% of the exhaustive grid's best TFLOPS in <= 10% of its time.
+Target: the search finds >= 99% of the exhaustive grid's best TFLOPS in <= 10% of its time.
 
 Both runs use the real probe (timing loop, cache flush, spot checks). The exhaustive best is the
 maximum of hundreds of noisy medians, so it is biased upwards (the winner's curse); to compare like

@@ -1,4 +1,4 @@
-"""membw against an independent measurement of the same machine, in the same run (issue 3's CPU target).
+"""membw against an independent measurement of the same machine, in the same run.
 
 Ours: `mlbench.membw`'s probe measuring `copy` (dst.copy_(src), torch's threads) at large sizes
 (at least 8x the last-level cache, so the buffers stream from DRAM), median of the harness's samples.

@@ -1,6 +1,6 @@
 """Benchmark: `mlbench report` on a synthetic fleet of 1,024 nodes x 8 GPUs, all four probes.
 
-Target (issue 6): under 20 s and under 2 GiB of memory on the 2-core development machine, end to
+Target: under 20 s and under 2 GiB of memory on the 2-core development machine, end to
 end as a user runs it (`python -m mlbench.report RUN_DIR --out DIR -q`: start-up, parsing,
 verdicts, fleet view, Markdown/CSV/HTML and the four plots). Memory is the peak of the summed
 resident set of the report process and its worker processes, sampled every 50 ms from /proc.

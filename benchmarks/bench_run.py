@@ -1,6 +1,6 @@
 """The acceptance run end to end, and the CLI's start-up, on this machine.
 
-Targets (issue 7): `mlbench run --profile quick` on a 2-core CPU machine, end to end (2-rank gloo
+Targets: `mlbench run --profile quick` on a 2-core CPU machine, end to end (2-rank gloo
 collectives, real O_DIRECT IO, the report with its plots): under 90 s. `mlbench --help`: under 0.3 s.
 The start-up is also shown against the interpreter's own start (`python -c pass`), measured in the
 same run, since absolute times on a shared machine are noise.

@@ -1,4 +1,4 @@
-"""The contract's exit codes and the exceptions that map onto them."""
+"""mlbench's exit codes (docs/reference.md) and the exceptions that map onto them."""
 
 from __future__ import annotations
 

@@ -1,6 +1,6 @@
 """What every probe does around its measurements: where records go, provenance, the envelope.
 
-A `ProbeSession` owns the output file (the contract's default `results/<run-id>/<probe>.jsonl`),
+A `ProbeSession` owns the output file (the default `results/<run-id>/<probe>.jsonl`),
 writes `env.json` beside it, wraps each `Result` into a record and appends it (one flushed line).
 Probes yield `Result`s; the CLI layer hands them to the session and prints.
 """

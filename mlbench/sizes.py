@@ -1,4 +1,4 @@
-"""The contract's size grammar, parsed in one place, and binary-unit formatting.
+"""mlbench's size grammar (docs/reference.md), parsed in one place, and binary-unit formatting.
 
     size   := INT [K|M|G|T] [i] [B]        (case-insensitive; binary multiples: K = 1024)
     list   := item ("," item)*

@@ -4,7 +4,7 @@
 TB/s, last-level cache, intra-node link GB/s (unidirectional), TDP, the published MAMF reference
 and its method, and the source of the figures. `match` is a regular expression searched (case
 insensitive) in the name torch reports; the first matching row wins. `load(extra)` lays rows of a
-user's CSV (a provider's contract figures, a new part) over the shipped ones by `key`.
+user's CSV (the figures a provider agreed to, a new part) over the shipped ones by `key`.
 No pandas here: the probes use it too.
 
 Columns (decimal units): `tflops_<dtype>` / `tops_int8` dense peaks; `hbm_tbps` (TB/s, read +

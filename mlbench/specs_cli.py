@@ -55,7 +55,7 @@ def _is_number(text: str) -> bool:
 @click.command(cls=Command, name="specs", context_settings={"help_option_names": ["-h", "--help"]})
 @click.argument("pattern", required=False)
 @click.option("--specs", "specs_files", multiple=True, metavar="FILE",
-              help="A CSV of extra or overriding rows (by key), e.g. a provider's contract figures.")
+              help="A CSV of extra or overriding rows (by key), e.g. the figures a provider agreed to.")
 @click.option("--match", "device_name", default=None, metavar="DEVICE_NAME",
               help="Show the row that a device name (as torch reports it) matches, e.g. 'NVIDIA H100 80GB HBM3'.")
 @click.option("--columns", default=None, metavar="COL[,COL...]", help="Columns to show; 'all' for every one.")

@@ -63,10 +63,10 @@ step mamf_fp8 40 "$PY" -m mlbench.mamf --dtype fp8 --shapes 4096x4096x4096,8192x
 # 5b. the same with fast accumulation (what many fp8 peak figures use), one shape
 step mamf_fp8_fast_accum 25 "$PY" -m mlbench.mamf --dtype fp8 --fp8-fast-accum --shapes 8192x8192x8192 \
   --warmup-s 2 --out "$DIR/mamf_fp8_fast_accum/mamf.jsonl"
-# 6. MAMF: the peer's quick recipe as an exhaustive sweep (M 256..20480 step 256, N = K = 4096)
+# 6. MAMF: mamf-finder's quick recipe as an exhaustive sweep (M 256..20480 step 256, N = K = 4096)
 step mamf_bf16_peer_quick 45 "$PY" -m mlbench.mamf --dtype bf16 --sweep --m 256:20480:+256 --n 4096 --k 4096 \
   --warmup-s 2 --out "$DIR/mamf_bf16_peer_quick/mamf.jsonl"
-# 7. search against the exhaustive grid on the same range (issue 2's target), with what time is left
+# 7. search against the exhaustive grid on the same range (the search benchmark's target), with what time is left
 step bench_mamf_search 120 "$PY" "$REPO/benchmarks/bench_mamf_search.py" --device cuda \
   --m 2K:12K:+2K --n 2K:12K:+2K --k 2K:12K:+2K --warmup-s 3 --rounds 3 --json "$DIR/bench_mamf_search.json"
 

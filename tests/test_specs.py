@@ -3,12 +3,13 @@
 from __future__ import annotations
 
 import json
+import re
 
 import pytest
 
 from mlbench import specs
 
-ISSUE_PARTS = ["a100-sxm", "a100-pcie", "h100-sxm", "h100-pcie", "h200", "gh200", "b200", "b300", "gb200",
+SHIPPED_PARTS = ["a100-sxm", "a100-pcie", "h100-sxm", "h100-pcie", "h200", "gh200", "b200", "b300", "gb200",
                "mi300x", "mi325x", "mi355x", "gaudi2", "gaudi3", "l40s"]
 
 
@@ -38,9 +39,9 @@ def test_unknown_devices_have_no_spec(name):
     assert specs.lookup(name) is None
 
 
-def test_every_part_of_the_issue_has_peaks_memory_link_power_and_sources():
+def test_every_shipped_part_has_peaks_memory_link_power_and_sources():
     registry = {s.key: s for s in specs.load()}
-    for key in ISSUE_PARTS:
+    for key in SHIPPED_PARTS:
         spec = registry[key]
         assert spec.peak_tflops("bf16") > 100, key
         assert spec.number("hbm_tbps") > 0.5 and spec.number("mem_gib") >= 48 and spec.number("tdp_w") >= 300, key
@@ -48,7 +49,27 @@ def test_every_part_of_the_issue_has_peaks_memory_link_power_and_sources():
             assert spec.row[column], (key, column)
 
 
-def test_published_figures_from_the_field_notes():
+SOURCE_COLUMNS = ("source", "peak_source", "mem_source", "link_source", "power_source", "mamf_source")
+# A public address (nvidia.com/..., github.com/owner/repo, ...) or a stated absence of a figure.
+PUBLIC_DOCUMENT = re.compile(r"\b[a-z0-9-]+(?:\.[a-z0-9-]+)*\.(?:com|ai|org)/\S+|^no published MAMF|^not listed")
+
+
+def test_every_source_names_a_public_document():
+    for spec in specs.load():
+        for column in SOURCE_COLUMNS:
+            text = spec.row[column]
+            assert PUBLIC_DOCUMENT.search(text), (spec.key, column, text)
+            assert not re.search(r"field.notes|seed deck|\bs\d(?:-\d)?\b", text, re.IGNORECASE), (spec.key, column, text)
+
+
+def test_published_mamf_cites_the_mamf_finder_table():
+    for spec in specs.load():
+        if spec.mamf_reference("bf16") or spec.mamf_reference("fp8"):
+            assert "github.com/stas00/ml-engineering" in spec.row["mamf_source"], spec.key
+            assert "Maximum Achievable Matmul FLOPS table" in spec.row["mamf_source"], spec.key
+
+
+def test_published_figures_of_the_h100_and_others():
     h100 = specs.lookup("NVIDIA H100 80GB HBM3")
     assert h100.peak_tflops("bf16") == 989 and h100.peak_tflops("fp8") == 1979
     assert h100.mamf_reference("bf16") == 794.5
@@ -67,7 +88,7 @@ def test_published_figures_from_the_field_notes():
 def test_user_file_overrides_and_adds_parts(tmp_path):
     extra = tmp_path / "provider.csv"
     extra.write_text("key,name,match,tflops_bf16,hbm_tbps\n"
-                     "h100-sxm,,,,3.0\n"  # a provider's contract figure for a known part
+                     "h100-sxm,,,,3.0\n"  # a provider's agreed figure for a known part
                      "z9,Acme Z9,ACME Z9,500,1.0\n")
     registry = specs.load([extra])
     h100 = specs.lookup("NVIDIA H100 80GB HBM3", registry)
@@ -97,7 +118,7 @@ def test_missing_user_file(tmp_path):
 def test_specs_command_lists_and_filters(cli):
     result = cli("specs")
     assert result.exit_code == 0
-    for key in ISSUE_PARTS:
+    for key in SHIPPED_PARTS:
         assert key in result.output
     amd = cli("specs", "amd", "--format", "json")
     assert amd.exit_code == 0

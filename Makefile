@@ -22,8 +22,16 @@ help:
 
 setup: $(VENV)/.ready
 
-$(VENV)/.ready: pyproject.toml
-	test -x $(PY) || $(PYTHON) -m venv --system-site-packages $(VENV)
+# The environment: a venv that sees the system's packages. Images without ensurepip (Debian's python3
+# without python3-venv, some NVIDIA PyTorch containers) get one without its own pip: the system's pip
+# module, visible through --system-site-packages, then installs into it; the image's torch is kept.
+$(PY):
+	$(PYTHON) -m venv --system-site-packages $(VENV) 2>/dev/null || \
+	  { rm -rf $(VENV); echo "python3 -m venv could not install pip here: using the system's pip in the venv"; \
+	    $(PYTHON) -m venv --system-site-packages --without-pip $(VENV); }
+	$(PY) -m pip --version >/dev/null 2>&1 || { echo "no pip for $(PYTHON): install pip (e.g. apt-get install python3-pip)"; exit 2; }
+
+$(VENV)/.ready: pyproject.toml | $(PY)
 	$(PY) -c "import torch" 2>/dev/null || $(PY) -m pip install $(TORCH_PIP_ARGS) "$(TORCH_SPEC)"
 	$(PY) -m pip install -e ".[test]"
 	$(PY) -c "import torch, mlbench; print('mlbench', mlbench.__version__, 'on torch', torch.__version__)"

@@ -2,7 +2,7 @@
 
 Start-up stays fast: this module imports only click and mlbench's light modules; each command's
 module is imported when that command is asked for, and imports torch only inside its function.
-Errors follow the contract: bad usage is one line on stderr and exit 2; an interruption exits 3;
+Errors follow docs/reference.md: bad usage is one line on stderr and exit 2; an interruption exits 3;
 a failed measurement or verdict exits 1.
 """
 
@@ -18,7 +18,7 @@ from . import __version__
 from .exitcodes import FAILED, INCOMPLETE, USAGE, MlbenchError
 from .sizes import SizeError, parse_sizes
 
-# command name -> "module:attribute"; a module that is not there yet is simply not listed.
+# command name -> "module:attribute"; every one must import (a missing module is an error, never a shorter --help).
 COMMANDS = {
     "mamf": "mlbench.mamf.cli:command",
     "membw": "mlbench.membw.cli:command",
@@ -36,7 +36,7 @@ def _say(prog: str, message: str) -> None:
 
 
 class OneLineErrors:
-    """Mixin for click commands: every failure becomes one line on stderr and a contract exit code."""
+    """Mixin for click commands: every failure becomes one line on stderr and its exit code."""
 
     def main(self, args=None, prog_name=None, complete_var=None, standalone_mode=True, **extra):
         prog = prog_name or self.name or "mlbench"
@@ -81,17 +81,11 @@ class LazyGroup(OneLineErrors, click.Group):
         if target is None:
             return None
         module_name, attribute = target.split(":")
-        try:
-            module = importlib.import_module(module_name)
-        except ModuleNotFoundError as exc:
-            if exc.name and module_name.startswith(exc.name):
-                return None
-            raise
-        return getattr(module, attribute)
+        return getattr(importlib.import_module(module_name), attribute)
 
 
 class SizeList(click.ParamType):
-    """A click type for the contract's size grammar (lists and ranges)."""
+    """A click type for mlbench's size grammar (lists and ranges; docs/reference.md)."""
 
     name = "SIZES"
 
@@ -108,7 +102,7 @@ SIZES = SizeList()
 
 
 def probe_options(function):
-    """Options every probe takes (the contract's table): --device, --out, --quick, --run-id."""
+    """Options every probe takes (docs/reference.md): --device, --out, --quick, --run-id."""
     function = click.option("--run-id", default=None, envvar="MLBENCH_RUN_ID",
                             help="Run id (default: time-host-random); names the results/<run-id>/ directory.")(function)
     function = click.option("--quick", is_flag=True, help="A small plan that finishes in seconds on a 2-core CPU.")(function)

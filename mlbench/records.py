@@ -1,10 +1,10 @@
-"""Records: the contract's JSON Lines schema, written one flushed line per measurement.
+"""Records: mlbench's JSON Lines schema (docs/reference.md), written one flushed line per measurement.
 
     {"schema": "mlbench/1", "probe": ..., "run_id": ..., "time": ..., "host": ..., "rank": 0,
      "world_size": 1, "device": {"type", "name", "index"}, "params": {...}, "metrics": {...},
      "status": "ok" | "skipped" | "error", "error": null | "why"}
 
-Extensions (allowed by the contract): `flags` (a list of words such as "above_spec_peak") and
+Extensions (readers ignore fields they do not know): `flags` (a list of words such as "above_spec_peak") and
 `raw` (raw samples, e.g. {"time_ms": [...]}). No torch here: the reporter reads records too.
 """
 
@@ -13,17 +13,33 @@ from __future__ import annotations
 import datetime as _dt
 import json
 import math
+import re
 import os
 import secrets
 import socket
 from dataclasses import dataclass, field
+from enum import Enum
 from pathlib import Path
 from typing import Iterable, Iterator, Optional
 
 from . import SCHEMA
 from .exitcodes import UsageError
 
-STATUSES = ("ok", "skipped", "error")
+
+
+class Status(str, Enum):
+    """A record's status: measured, could not run here (why in `error`), or ran and failed."""
+
+    OK = "ok"
+    SKIPPED = "skipped"
+    ERROR = "error"
+
+    def __str__(self) -> str:
+        return self.value
+
+
+STATUSES = tuple(status.value for status in Status)
+SCHEMA_RE = re.compile(r"^mlbench/1(\.\d+)?$")  # readers accept any 1.x and ignore unknown fields
 REQUIRED_KEYS = {
     "mamf": (("m", "n", "k", "dtype"), ("tflops", "tflops_mean", "tflops_max", "time_ms")),
     "membw": (("op", "bytes"), ("gbps",)),
@@ -63,22 +79,22 @@ class Result:
 
     params: dict
     metrics: dict = field(default_factory=dict)
-    status: str = "ok"
+    status: Status = Status.OK
     error: Optional[str] = None
     flags: list = field(default_factory=list)
     raw: dict = field(default_factory=dict)
 
     @classmethod
     def skipped(cls, params: dict, why: str) -> "Result":
-        return cls(params=params, status="skipped", error=why)
+        return cls(params=params, status=Status.SKIPPED, error=why)
 
     @classmethod
     def failed(cls, params: dict, why: str) -> "Result":
-        return cls(params=params, status="error", error=why)
+        return cls(params=params, status=Status.ERROR, error=why)
 
     @property
     def ok(self) -> bool:
-        return self.status == "ok"
+        return self.status == Status.OK
 
 
 def make_record(
@@ -93,9 +109,10 @@ def make_record(
     world_size: int = 1,
     **extra,
 ) -> dict:
-    """A record in the contract's schema; `extra` adds extension fields (flags, raw, ...)."""
+    """A record in the mlbench/1 schema; `extra` adds extension fields (flags, raw, ...)."""
     if status not in STATUSES:
         raise ValueError(f"status {status!r} not one of {STATUSES}")
+    status = Status(status).value
     record = {
         "schema": SCHEMA,
         "probe": probe,
@@ -182,12 +199,12 @@ def check_writable(path: str | os.PathLike) -> Path:
 
 
 def validate(record: dict) -> list[str]:
-    """Contract violations of one record (empty when it conforms)."""
+    """Schema problems of one record (empty when it conforms)."""
     problems = [f"missing key {key!r}" for key in _TOP_LEVEL if key not in record]
     if problems:
         return problems
-    if record["schema"] != SCHEMA:
-        problems.append(f"schema {record['schema']!r} is not {SCHEMA!r}")
+    if not isinstance(record["schema"], str) or not SCHEMA_RE.match(record["schema"]):
+        problems.append(f"schema {record['schema']!r} is not {SCHEMA!r} (or a later mlbench/1.x)")
     if record["status"] not in STATUSES:
         problems.append(f"status {record['status']!r} not one of {STATUSES}")
     if record["status"] != "ok" and not record["error"]:

@@ -6,6 +6,14 @@
    the timed span, start event, the call, end event;
 4. one synchronize at the end, then read every event pair.
 
+Short calls on an accelerator: an event pair around one call on an idle stream also times the
+host's launch gap (a few us for a copy, 10-30 us for a collective), since the device reaches the
+start event before the host has queued the call. Where the device can queue a delay (a kernel
+that spins on the device, `device.queue_delay(seconds)`), each short sample is queued behind one:
+while the device spins, the host queues start event, call and end event, which then run back to
+back at the device's own pace. The record's `timer` says which method was used:
+`device-events-queued`, `device-events` or `sync-clock`.
+
 Returns the raw samples in seconds; statistics are `mlbench.stats`' job. The device is any
 object with `synchronize()` and `event()` (see `mlbench.device.Device`), so the loop is tested
 on a fake clock.
@@ -46,6 +54,10 @@ class Timing:
     estimate_s: float
     timer: str  # "device-events" or "sync-clock"
 
+    @property
+    def queued(self) -> bool:
+        return self.timer == "device-events-queued"
+
     def samples_ms(self) -> list:
         return [s * 1e3 for s in self.samples_s]
 
@@ -79,6 +91,10 @@ def counts_for(plan: TimingPlan, estimate_s: float) -> tuple[int, int]:
     return max(0, warmup), max(1, reps)
 
 
+QUEUE_BELOW_S = 5e-3  # calls shorter than this are queued behind a device-side delay (when possible)
+QUEUE_DELAY_S = 100e-6  # longer than the host needs to queue event, call, event (collectives: 10-30 us)
+
+
 def time_call(
     fn: Callable[[], object],
     device,
@@ -98,15 +114,19 @@ def time_call(
         if prepare is not None:
             prepare()
         fn()
+    delay = getattr(device, "queue_delay", None) if getattr(device, "has_events", False) else None
+    queued = delay is not None and estimate_s < QUEUE_BELOW_S
     starts = [device.event() for _ in range(reps)]
     ends = [device.event() for _ in range(reps)]
     for start, end in zip(starts, ends):
         if prepare is not None:
             prepare()
+        if queued:
+            delay(QUEUE_DELAY_S)
         start.record()
         fn()
         end.record()
     device.synchronize()
     samples = tuple(start.elapsed_s(end) for start, end in zip(starts, ends))
-    timer = "device-events" if getattr(device, "has_events", False) else "sync-clock"
+    timer = "device-events-queued" if queued else ("device-events" if getattr(device, "has_events", False) else "sync-clock")
     return Timing(samples_s=samples, warmup=warmup, reps=reps, estimate_s=estimate_s, timer=timer)

@@ -45,7 +45,8 @@ def coll(op, size, busbw, *, world=8, errors=0, time_us=None, backend="nccl", in
 
 def disk(mode, gbps, *, block=1 << 20, jobs=1, direct=True, p99=500.0, **kw):
     params = {"mode": mode, "block_size": block, "jobs": jobs, "direct": direct, "file_size": 1 << 30}
-    metrics = {"gbps": gbps, "iops": gbps * 1e9 / block, "lat_us_p50": p99 / 3, "lat_us_p99": p99, "lat_us_p999": p99 * 2}
+    metrics = {"gbps": gbps, "iops": gbps * 1e9 / block, "lat_us_p50": p99 / 3, "lat_us_p99": p99,
+               "lat_us_p999": p99 * 2}
     return rec("diskio", params, metrics, name="nvme0n1", dev_type="storage", **kw)
 
 

@@ -5,7 +5,7 @@ import random
 import pytest
 
 from mlbench.exitcodes import UsageError
-from mlbench.mamf.plan import (DTYPES, Grid, SearchSettings, SearchState, Shape, coarse_indices, make_plan,
+from mlbench.mamf.plan import (DTYPES, Grid, SearchSettings, SearchState, Shape, coarse_indices, make_plan, MamfOptions,
                                parse_dtype, parse_shapes, search, tflops)
 
 
@@ -36,22 +36,51 @@ def test_shapes_grammar():
 
 
 def test_make_plan_validation():
-    plan = make_plan("cpu", None, "256:1024:+256", "512", "1K,2K", None, False, None)
+    O = MamfOptions
+    plan = make_plan("cpu", O(m="256:1024:+256", n="512", k="1K,2K"))
     assert plan.mode == "sweep" and plan.grid.m == (256, 512, 768, 1024) and len(plan.grid) == 8
-    assert make_plan("cpu", None, None, None, None, None, False, None).mode == "search"  # the default recipe
-    assert make_plan("cpu", None, None, None, None, None, True, None).mode == "sweep"  # --quick
-    assert make_plan("cuda", None, None, None, None, None, False, None).grid.m[-1] == 20480
-    assert make_plan("cpu", "8x8x8", None, None, None, None, False, 0).shapes == (Shape(8, 8, 8),)
+    assert make_plan("cpu", O()).mode == "search"  # the default recipe
+    assert make_plan("cpu", O(quick=True)).mode == "sweep"  # --quick
+    assert make_plan("cuda", O()).grid.m[-1] == 20480
+    assert make_plan("cpu", O(shapes="8x8x8", warmup_s=0)).shapes == (Shape(8, 8, 8),)
     with pytest.raises(UsageError, match="go together"):
-        make_plan("cpu", None, "1K", None, None, None, False, None)
+        make_plan("cpu", O(m="1K"))
     with pytest.raises(UsageError, match="not both"):
-        make_plan("cpu", "8x8x8", "1K", "1K", "1K", None, False, None)
+        make_plan("cpu", O(shapes="8x8x8", m="1K", n="1K", k="1K"))
     with pytest.raises(UsageError, match="--search needs a grid"):
-        make_plan("cpu", "8x8x8", None, None, None, "search", False, None)
+        make_plan("cpu", O(shapes="8x8x8", search=True))
     with pytest.raises(UsageError, match="bad --m"):
-        make_plan("cpu", None, "-5", "1K", "1K", None, False, None)
+        make_plan("cpu", O(m="-5", n="1K", k="1K"))
     with pytest.raises(UsageError):
-        make_plan("cpu", None, None, None, None, None, False, -1.0)
+        make_plan("cpu", O(warmup_s=-1.0))
+    with pytest.raises(UsageError, match="unknown --dtype"):
+        make_plan("cpu", O(dtype="bf17"))
+
+
+def test_options_round_trip_through_the_command_line():
+    """Every option given comes back from to_argv, and click parses it into the same object."""
+    from click.testing import CliRunner
+
+    from mlbench.mamf.cli import command
+
+    given = MamfOptions(device="cpu", quick=True, dtype="fp16", m="1K", n="2K", k="4K", search=False,
+                        fp8_fast_accum=True, warmup_s=0.25, out="x.jsonl", run_id="r7")
+    argv = given.to_argv()
+    assert argv[:2] == ["--device", "cpu"] and "--sweep" in argv and "--fp8-fast-accum" in argv
+    seen = {}
+    original = command.callback
+
+    def capture(**values):
+        seen.update(values)
+        return 0
+
+    command.callback = capture
+    try:
+        CliRunner().invoke(command, argv, catch_exceptions=False, standalone_mode=False)
+    finally:
+        command.callback = original
+    assert MamfOptions(**seen) == given
+    assert MamfOptions().to_argv() == []
 
 
 def test_coarse_indices_spread_and_keep_the_ends():

@@ -11,7 +11,7 @@ from mlbench.exitcodes import UsageError  # noqa: E402
 from mlbench.report import verdicts  # noqa: E402
 from mlbench.report.api import build_report, evaluate, load_registry  # noqa: E402
 from mlbench.report.synthetic import FleetSpec, write_fleet  # noqa: E402
-from mlbench.report.verdicts import FAIL, INCOMPLETE, PASS, WARN, Thresholds  # noqa: E402
+from mlbench.report.verdicts import Thresholds, Verdict  # noqa: E402
 
 from report_records import coll, disk, mamf, membw, write_jsonl  # noqa: E402
 
@@ -36,16 +36,16 @@ TH = Thresholds()
 
 def test_efficiency_of_the_h100_reference_passes():
     verdict, reason = verdicts.judge_efficiency(794.5, 989, 794.5 / 989, TH, "TFLOPS")
-    assert verdict == PASS
+    assert verdict == Verdict.PASS
     assert "80.3% of the 989 TFLOPS spec" in reason
 
 
 @pytest.mark.parametrize("value, expected", [
-    (0.80 * 989 * 0.90, PASS),  # exactly warn_below x normal
-    (0.80 * 989 * 0.89, WARN),  # "below spec but normal" has a margin, then WARN
-    (0.80 * 989 * 0.75, WARN),
-    (0.80 * 989 * 0.74, FAIL),
-    (989 * 1.03, WARN),  # above the physical peak: suspect, never silently accepted
+    (0.80 * 989 * 0.90, Verdict.PASS),  # exactly warn_below x normal
+    (0.80 * 989 * 0.89, Verdict.WARN),  # "below spec but normal" has a margin, then WARN
+    (0.80 * 989 * 0.75, Verdict.WARN),
+    (0.80 * 989 * 0.74, Verdict.FAIL),
+    (989 * 1.03, Verdict.WARN),  # above the physical peak: suspect, never silently accepted
 ])
 def test_efficiency_bands(value, expected):
     assert verdicts.judge_efficiency(value, 989, 0.80, TH, "TFLOPS")[0] == expected
@@ -53,31 +53,31 @@ def test_efficiency_bands(value, expected):
 
 def test_busbw_above_line_rate_is_not_suspect():
     verdict, reason = verdicts.judge_efficiency(480, 450, 0.8, TH, "GB/s", above_line_rate_ok=True)
-    assert verdict == PASS and "NVLS" in reason
+    assert verdict == Verdict.PASS and "NVLS" in reason
 
 
 def test_without_spec_cpu_is_informational_unknown_accelerator_warns():
-    assert verdicts.judge_without_spec("cpu", "AMD EPYC")[0] == PASS
+    assert verdicts.judge_without_spec("cpu", "AMD EPYC")[0] == Verdict.PASS
     verdict, reason = verdicts.judge_without_spec("cuda", "NVIDIA GeForce RTX 4090")
-    assert verdict == WARN and "--specs" in reason
+    assert verdict == Verdict.WARN and "--specs" in reason
 
 
 def test_minimum_floor():
     th = Thresholds(minimum={"busbw.all_reduce": 460})
-    assert verdicts.judge_minimum(PASS, "ok", "busbw.all_reduce", 455, "GB/s", th)[0] == FAIL
-    assert verdicts.judge_minimum(PASS, "ok", "busbw.all_reduce", 470, "GB/s", th)[0] == PASS
-    assert verdicts.judge_minimum(WARN, "ok", "hbm", 1, "GB/s", th)[0] == WARN  # no floor for it
+    assert verdicts.judge_minimum(Verdict.PASS, "ok", "busbw.all_reduce", 455, "GB/s", th)[0] == Verdict.FAIL
+    assert verdicts.judge_minimum(Verdict.PASS, "ok", "busbw.all_reduce", 470, "GB/s", th)[0] == Verdict.PASS
+    assert verdicts.judge_minimum(Verdict.WARN, "ok", "hbm", 1, "GB/s", th)[0] == Verdict.WARN  # no floor for it
 
 
 def test_exit_code_rule():
-    assert verdicts.exit_code([PASS, WARN]) == 0
-    assert verdicts.exit_code([PASS, FAIL]) == 1
-    assert verdicts.exit_code([PASS, INCOMPLETE]) == 0
-    assert verdicts.exit_code([PASS, INCOMPLETE], strict=True) == 1
+    assert verdicts.exit_code([Verdict.PASS, Verdict.WARN]) == 0
+    assert verdicts.exit_code([Verdict.PASS, Verdict.FAIL]) == 1
+    assert verdicts.exit_code([Verdict.PASS, Verdict.INCOMPLETE]) == 0
+    assert verdicts.exit_code([Verdict.PASS, Verdict.INCOMPLETE], strict=True) == 1
 
 
-@pytest.mark.parametrize("bad", [dict(warn_below=0.5, fail_below=0.8), dict(fleet_margin=1.5), dict(expect={"nope": 0.8}),
-                                 dict(expect={"mamf": 80})])
+@pytest.mark.parametrize("bad", [dict(warn_below=0.5, fail_below=0.8), dict(fleet_margin=1.5),
+                                 dict(expect={"nope": 0.8}), dict(expect={"mamf": 80})])
 def test_bad_thresholds_are_usage_errors(bad):
     with pytest.raises(UsageError):
         Thresholds(**bad)
@@ -118,13 +118,13 @@ def test_truncated_and_corrupted_lines_give_one_warning_and_the_rest_is_read(tmp
     assert "2 unreadable line(s)" in said[0] and "first at line 3" in said[0] and str(path) in said[0]
 
 
-def test_records_outside_the_contract_are_skipped_with_a_warning(tmp_path):
+def test_invalid_records_are_skipped_with_a_warning(tmp_path):
     bad = mamf(700.0)
     del bad["metrics"]["tflops"]
     said = []
     frame = report.load([write_jsonl(tmp_path / "m.jsonl", [bad, mamf(650.0)])], on_warning=said.append)
     assert frame["metrics.tflops"].tolist() == [650.0]
-    assert len(said) == 1 and "metrics lacks 'tflops'" in said[0]
+    assert len(said) == 1 and "metrics lacks 'tflops'" in said[0] and "1 invalid record(s) skipped" in said[0]
 
 
 def test_load_missing_path_is_usage_error(tmp_path):
@@ -140,7 +140,7 @@ def test_mamf_best_median_and_percentages(tmp_path):
     assert r["value"] == 794.5 and r["at"] == "2048x2048x13312"
     assert r["pct_of_spec"] == pytest.approx(80.33, abs=0.01)
     assert r["pct_of_reference"] == pytest.approx(100.0)
-    assert r["verdict"] == PASS and r["spec"] == "h100-sxm"
+    assert r["verdict"] == Verdict.PASS and r["spec"] == "h100-sxm"
 
 
 def test_mamf_search_answer_is_the_best_confirmed_shape(tmp_path):
@@ -153,25 +153,25 @@ def test_mamf_search_answer_is_the_best_confirmed_shape(tmp_path):
 def test_mamf_slow_gpu_fails_and_unknown_device_warns(tmp_path):
     checks, _ = judge([mamf(500.0), mamf(100.0, host="n2", name="NVIDIA Z999")], tmp_path)
     slow = one(checks, "mamf.bf16")
-    assert slow["verdict"] == FAIL and "50.6% of the 989" in slow["reason"]
+    assert slow["verdict"] == Verdict.FAIL and "50.6% of the 989" in slow["reason"]
     unknown = one(checks, "mamf.bf16", host="n2")
-    assert unknown["verdict"] == WARN and pd.isna(unknown["pct_of_spec"])
+    assert unknown["verdict"] == Verdict.WARN and pd.isna(unknown["pct_of_spec"])
 
 
 def test_mamf_flags_make_warnings_and_failed_checks_fail(tmp_path):
     checks, _ = judge([mamf(790.0, flags=["noisy"]), mamf(790.0, host="n2", flags=["above_spec_peak"]),
                        mamf(790.0, host="n3", status="error", error="wrong result", flags=["check_failed"]),
                        mamf(790.0, host="n3", m=8192)], tmp_path)
-    assert one(checks, "mamf.bf16")["verdict"] == WARN
+    assert one(checks, "mamf.bf16")["verdict"] == Verdict.WARN
     assert "faster than the advertised peak" in one(checks, "mamf.bf16", "n2")["reason"]
-    assert one(checks, "mamf.bf16", "n3")["verdict"] == FAIL
+    assert one(checks, "mamf.bf16", "n3")["verdict"] == Verdict.FAIL
 
 
 def test_expected_efficiency_override(tmp_path):
     records = [mamf(650.0)]  # 65.7% of peak: WARN against the normal 80.3%
-    assert one(judge(records, tmp_path)[0], "mamf.bf16")["verdict"] == WARN
+    assert one(judge(records, tmp_path)[0], "mamf.bf16")["verdict"] == Verdict.WARN
     checks, _ = judge(records, tmp_path, Thresholds(expect={"mamf": 0.7}))
-    assert one(checks, "mamf.bf16")["verdict"] == PASS
+    assert one(checks, "mamf.bf16")["verdict"] == Verdict.PASS
 
 
 def test_incomplete_when_a_probe_errored_or_was_skipped_on_an_accelerator(tmp_path):
@@ -179,24 +179,25 @@ def test_incomplete_when_a_probe_errored_or_was_skipped_on_an_accelerator(tmp_pa
                        mamf(0, dtype="fp8", status="skipped", error="fp8 needs torch >= 2.5"),
                        membw("copy", 3000.0)], tmp_path)
     bad = one(checks, "mamf.bf16")
-    assert bad["verdict"] == INCOMPLETE and "1 error" in bad["reason"] and "illegal address" in bad["reason"]
-    assert one(checks, "mamf.fp8")["verdict"] == INCOMPLETE
+    assert bad["verdict"] == Verdict.INCOMPLETE and "1 error" in bad["reason"] and "illegal address" in bad["reason"]
+    assert one(checks, "mamf.fp8")["verdict"] == Verdict.INCOMPLETE
 
 
 def test_missing_probe_on_one_device_is_incomplete(tmp_path):
     checks, _ = judge([mamf(790.0), membw("copy", 3000.0), membw("copy", 3000.0, index=1)], tmp_path)
     missing = checks[(checks["check"] == "mamf") & (checks["device"] == "1")]
-    assert missing["verdict"].tolist() == [INCOMPLETE]
+    assert missing["verdict"].tolist() == [Verdict.INCOMPLETE]
     required, _ = judge([mamf(790.0)], tmp_path, Thresholds(require=("diskio",)))
-    assert one(required, "diskio", host="*")["verdict"] == INCOMPLETE
+    assert one(required, "diskio", host="*")["verdict"] == Verdict.INCOMPLETE
 
 
 def test_cpu_smoke_run_passes(tmp_path):
     cpu = dict(name="AMD EPYC", dev_type="cpu")
     checks, _ = judge([mamf(0.05, **cpu), membw("copy", 30.0, **cpu),
                        membw("h2d", 0, status="skipped", error="h2d needs an accelerator", **cpu),
-                       coll("all_reduce", 1 << 20, 0.0, world=1, backend="gloo", **cpu), disk("seqread", 1.2)], tmp_path)
-    assert set(checks["verdict"]) == {PASS}, checks[["check", "verdict", "reason"]]
+                       coll("all_reduce", 1 << 20, 0.0, world=1, backend="gloo", **cpu), disk("seqread", 1.2)],
+                      tmp_path)
+    assert set(checks["verdict"]) == {Verdict.PASS}, checks[["check", "verdict", "reason"]]
     assert "not applicable on cpu" in one(checks, "h2d")["reason"]
     assert verdicts.exit_code(checks["verdict"], strict=True) == 0
 
@@ -206,10 +207,10 @@ def test_membw_hbm_uses_read_plus_written_and_h2d_bytes_once(tmp_path):
                        membw("h2d", 106.0, copied=53.0), membw("d2h", 25.0)], tmp_path)
     hbm = one(checks, "hbm")
     assert hbm["value"] == 3000.0 and hbm["spec_value"] == 3350.0 and hbm["at"] == "copy 1GiB"
-    assert hbm["pct_of_spec"] == pytest.approx(89.55, abs=0.01) and hbm["verdict"] == PASS
+    assert hbm["pct_of_spec"] == pytest.approx(89.55, abs=0.01) and hbm["verdict"] == Verdict.PASS
     h2d = one(checks, "h2d")
-    assert h2d["value"] == 53.0 and h2d["spec_value"] == 63 and h2d["verdict"] == PASS
-    assert one(checks, "d2h")["verdict"] == FAIL  # 25 of 63 GB/s: 39.7%, half the normal 80%
+    assert h2d["value"] == 53.0 and h2d["spec_value"] == 63 and h2d["verdict"] == Verdict.PASS
+    assert one(checks, "d2h")["verdict"] == Verdict.FAIL  # 25 of 63 GB/s: 39.7%, half the normal 80%
 
 
 def test_collectives_peak_half_size_latency_and_link(tmp_path):
@@ -231,7 +232,7 @@ def test_collectives_peak_half_size_latency_and_link(tmp_path):
 def test_collective_wrong_elements_fail(tmp_path):
     checks, _ = judge([coll("all_gather", 1 << 20, 300.0), coll("all_gather", 1 << 26, 360.0, errors=3)], tmp_path)
     r = one(checks, "busbw.all_gather")
-    assert r["verdict"] == FAIL and r["errors"] == 3 and "3 wrong element" in r["reason"]
+    assert r["verdict"] == Verdict.FAIL and r["errors"] == 3 and "3 wrong element" in r["reason"]
 
 
 def test_collectives_across_nodes_and_one_rank_are_informational(tmp_path):
@@ -239,18 +240,18 @@ def test_collectives_across_nodes_and_one_rank_are_informational(tmp_path):
                        coll("all_reduce", 1 << 20, 0.0, world=1, host="n2")], tmp_path)
     assert "spans nodes" in one(checks, "busbw.all_reduce")["reason"]
     assert "1 rank" in one(checks, "busbw.all_reduce", "n2")["reason"]
-    assert set(checks["verdict"]) == {PASS}
+    assert set(checks["verdict"]) == {Verdict.PASS}
 
 
 def test_storage_modes_buffered_and_floors(tmp_path):
-    records = [disk("seqread", 1.8, jobs=4), disk("seqread", 1.2, p99=900.0), disk("randread", 0.24, block=4096, p99=80.0),
-               disk("seqwrite", 9.0, direct=False)]
+    records = [disk("seqread", 1.8, jobs=4), disk("seqread", 1.2, p99=900.0),
+               disk("randread", 0.24, block=4096, p99=80.0), disk("seqwrite", 9.0, direct=False)]
     checks, _ = judge(records, tmp_path, Thresholds(minimum={"storage.randread": 0.5}))
     seq = one(checks, "storage.seqread")
-    assert seq["value"] == 1.8 and seq["lat_us_p99"] == 500.0 and seq["verdict"] == PASS and bool(seq["direct"])
-    assert one(checks, "storage.randread")["verdict"] == FAIL
+    assert seq["value"] == 1.8 and seq["lat_us_p99"] == 500.0 and seq["verdict"] == Verdict.PASS and bool(seq["direct"])
+    assert one(checks, "storage.randread")["verdict"] == Verdict.FAIL
     buffered = one(checks, "storage.seqwrite.buffered")
-    assert buffered["verdict"] == WARN and "page cache" in buffered["reason"]
+    assert buffered["verdict"] == Verdict.WARN and "page cache" in buffered["reason"]
 
 
 # -- fleet ----------------------------------------------------------------------------------------
@@ -263,8 +264,9 @@ def test_synthetic_fleet_finds_the_slow_node_and_the_slow_gpu(tmp_path):
     suspects = v[v["check"].str.startswith("fleet:")]
     # a whole slow node, and a node whose ceiling (its slowest GPU) is 15% below the fleet's
     assert set(suspects["host"]) == {"node0005", "node0002"}
-    assert set(suspects.loc[suspects["host"] == "node0005", "check"]) == {"fleet:mamf.bf16", "fleet:hbm", "fleet:h2d", "fleet:d2h"}
-    assert set(suspects["verdict"]) == {FAIL}
+    assert set(suspects.loc[suspects["host"] == "node0005", "check"]) == {
+        "fleet:mamf.bf16", "fleet:hbm", "fleet:h2d", "fleet:d2h"}
+    assert set(suspects["verdict"]) == {Verdict.FAIL}
     spread = v[v["check"].str.startswith("spread:")]  # only the lone slow GPU is far from its siblings
     assert set(zip(spread["host"], spread["device"])) == {("node0002", "3")}
     fleet = result.fleet
@@ -278,7 +280,8 @@ def test_synthetic_fleet_finds_the_slow_node_and_the_slow_gpu(tmp_path):
 def test_healthy_fleet_passes(tmp_path):
     run_dir = write_fleet(tmp_path, FleetSpec(nodes=5, gpus=2))
     result = build_report([run_dir], out_dir=tmp_path / "out", plots=False)
-    assert set(result.verdicts["verdict"]) == {PASS}, result.verdicts.query("verdict != 'PASS'")[["check", "reason"]]
+    not_passing = result.verdicts.query("verdict != 'PASS'")[["check", "reason"]]
+    assert set(result.verdicts["verdict"]) == {Verdict.PASS}, not_passing
     assert result.exit_code == 0
     assert len(result.records) == 5 * 2 * (12 + 36) + 5 * (44 + 16)
 

@@ -71,7 +71,8 @@ def test_files_plots_and_html(tmp_path):
 
 
 def test_exit_code_0_when_nothing_fails_and_strict_incomplete(tmp_path, cli):
-    path = write_jsonl(tmp_path / "a" / "mamf.jsonl", [mamf(790.0), mamf(0, dtype="fp8", status="skipped", error="no fp8 here")])
+    path = write_jsonl(tmp_path / "a" / "mamf.jsonl",
+                       [mamf(790.0), mamf(0, dtype="fp8", status="skipped", error="no fp8 here")])
     result = cli("report", str(path), "--out", str(tmp_path / "o1"), "--no-plots", "-q")
     assert result.exit_code == 0
     strict = cli("report", str(path), "--out", str(tmp_path / "o2"), "--no-plots", "-q", "--strict")

@@ -8,7 +8,8 @@ from report_records import membw, rec, write_jsonl
 
 
 def node(check, metrics, *, host="n1", dev_type="node", index=None, name="n1", params=None):
-    return rec("node", {"check": check, **(params or {})}, metrics, host=host, dev_type=dev_type, index=index, name=name)
+    return rec("node", {"check": check, **(params or {})}, metrics, host=host, dev_type=dev_type, index=index,
+               name=name)
 
 
 def verdicts(tmp_path, records):

@@ -1,115 +1,102 @@
-"""`mlbench mamf` / `python -m mlbench.mamf`: the click layer (torch is imported only when it runs)."""
+"""`mlbench mamf` / `python -m mlbench.mamf`: the probe's definition for the shared loop.
+
+Options and plan: `plan.py`; measuring one shape: `probe.py`; here: what runs, and the summary.
+torch is imported only when the probe starts.
+"""
 
 from __future__ import annotations
 
-import click
+import contextlib
 
-from ..cli import Command, probe_options
-from ..exitcodes import FAILED, INCOMPLETE, OK
+from .. import harness
+from ..records import Result
+from .plan import MamfOptions, make_plan, parse_dtype
 
 
-@click.command(cls=Command, name="mamf", context_settings={"help_option_names": ["-h", "--help"]})
-@probe_options
-@click.option("--dtype", "dtype_name", default="bf16", show_default=True,
-              help="bf16, fp16, tf32, fp32, fp8 (e4m3), int8; torch names also accepted.")
-@click.option("--shapes", default=None, metavar="MxNxK[,...]", help="Explicit shapes to sweep.")
-@click.option("--m", "m", default=None, metavar="SIZES", help="M values: a list or range (e.g. 1K:16K:+1K).")
-@click.option("--n", "n", default=None, metavar="SIZES", help="N values (with --m and --k: their product is swept).")
-@click.option("--k", "k", default=None, metavar="SIZES", help="K values.")
-@click.option("--search/--sweep", "search_mode", default=None,
-              help="Search the grid for the best shape (default without shapes) or sweep all of it (default with --m/--n/--k).")
-@click.option("--fp8-fast-accum", is_flag=True,
-              help="fp8: let torch._scaled_mm use fast (lower-precision) accumulation; recorded as params.fast_accum.")
-@click.option("--warmup-s", type=float, default=None,
-              help="Seconds of back-to-back matmuls before measuring (default 10 on accelerators, 0.5 on CPU).")
-def command(device, out, quick, run_id, dtype_name, shapes, m, n, k, search_mode, fp8_fast_accum, warmup_s):
+class Mamf(harness.Probe):
     """Maximum achievable matmul FLOPS: sweep or search matmul shapes, report the best.
 
     TFLOPS = 2*m*n*k / time, with the median time (also the mean, and the max from the fastest
     sample). Inputs are random normal, the output preallocated, the cache flushed before each
     timed matmul, each shape's result spot-checked against float64.
     """
-    from .plan import make_plan, parse_dtype
 
-    dtype = parse_dtype(dtype_name)
-    mode = None if search_mode is None else ("search" if search_mode else "sweep")
-    # validate everything that needs no device before importing torch
-    from ..device import parse_device_spec
+    name = "mamf"
+    options = MamfOptions
+    help = __doc__
 
-    parse_device_spec(device)
-    make_plan("cpu", shapes, m, n, k, mode, quick, warmup_s)
+    def validate(self, options: MamfOptions) -> None:
+        from ..device import parse_device_spec
 
-    from ..device import resolve
-    from ..session import ProbeSession
-    from .. import specs
-    from ..progress import Progress
-    from ..records import Result
-    from .probe import MatmulProbe, unsupported_reason
-    from .run import best_record, run
+        parse_device_spec(options.device)
+        make_plan("cpu", options)
 
-    dev = resolve(device)
-    plan = make_plan(dev.type, shapes, m, n, k, mode, quick, warmup_s)
-    spec = specs.lookup(dev.info.name)
-    peak = spec.peak_tflops(dtype.name) if spec else None
-    session = ProbeSession("mamf", dev.info.record(), out=out, run_id=run_id)
-    session.start()
-    click.echo(f"mlbench mamf: {dtype.name} on {dev.info.name} ({dev.torch_device}); {plan.describe()}; "
-               f"records -> {session.out}", err=True)
-    why = unsupported_reason(dtype, dev)
-    if why:
-        session.add(Result.skipped({"m": 0, "n": 0, "k": 0, "dtype": dtype.name}, why))
-        session.close()
-        click.echo(f"mlbench mamf: skipped: {why}", err=True)
-        return OK
+    @contextlib.contextmanager
+    def start(self, options: MamfOptions, stop):
+        from .. import specs
+        from ..device import resolve
+        from .probe import MatmulProbe, unsupported_reason
+        from .run import run
 
-    total = len(plan.grid) if plan.mode == "sweep" and plan.grid is not None else (len(plan.shapes) or None)
-    progress = Progress(total, "mamf")
-    best = None
+        dev = resolve(options.device)
+        dtype = parse_dtype(options.dtype)
+        plan = make_plan(dev.type, options)
+        spec = specs.lookup(dev.info.name)
+        peak = spec.peak_tflops(dtype.name) if spec else None
+        header = f"{dtype.name} on {dev.info.name} ({dev.torch_device}); {plan.describe()}"
+        why = unsupported_reason(dtype, dev)
+        if why:
+            results = [Result.skipped({"m": 0, "n": 0, "k": 0, "dtype": dtype.name}, why)]
+            yield harness.Run(dev.info.record(), header, results, lambda records, interrupted: "", total=1,
+                              noun="shape(s)")
+            return
+        total = len(plan.grid) if plan.mode == "sweep" and plan.grid is not None else (len(plan.shapes) or None)
+        tracker = BestTracker()
+        with MatmulProbe(dev, dtype, quick=options.quick, peak_tflops=peak, fast_accum=options.fp8_fast_accum) as probe:
+            yield harness.Run(
+                dev.info.record(), header, run(plan, probe),
+                summary=lambda records, interrupted: summary_text(records, dev.info.name, dtype.name, peak, spec, interrupted),
+                total=total, progress_text=tracker.text, noun="shape(s)",
+            )
 
-    def show(record: dict) -> None:
-        nonlocal best
+
+class BestTracker:
+    """The progress line's text: this shape's TFLOPS and the best so far."""
+
+    def __init__(self):
+        self.best = None
+
+    def text(self, record: dict) -> str:
         p, m = record["params"], record["metrics"]
-        if record["status"] == "ok" and (best is None or m["tflops"] > best["metrics"]["tflops"]):
-            best = record
+        if record["status"] == "ok" and (self.best is None or m["tflops"] > self.best):
+            self.best = m["tflops"]
         now = f"{m['tflops']:.4g} TFLOPS" if record["status"] == "ok" else record["status"]
-        progress.update(1, f"{p['m']}x{p['n']}x{p['k']} {now}" + (f" | best {best['metrics']['tflops']:.4g}" if best else ""))
-
-    with MatmulProbe(dev, dtype, quick=quick, peak_tflops=peak, fast_accum=fp8_fast_accum) as probe:
-        interrupted = session.record_all(run(plan, probe), on_record=show)
-    progress.close()
-
-    records = session.records
-    click.echo(summary_text(records, best_record(records), dev.info.name, dtype.name, peak, spec, interrupted))
-    if interrupted:
-        return INCOMPLETE
-    return FAILED if any(r["status"] == "error" for r in records) else OK
+        return f"{p['m']}x{p['n']}x{p['k']} {now}" + (f" | best {self.best:.4g}" if self.best else "")
 
 
-def summary_text(records, best, device_name, dtype_name, peak, spec, interrupted) -> str:
-    ok = [r for r in records if r["status"] == "ok"]
-    skipped = sum(r["status"] == "skipped" for r in records)
-    errors = [r for r in records if r["status"] == "error"]
-    lines = []
-    if interrupted:
-        lines.append(f"interrupted after {len(records)} measurement(s): best so far")
+def summary_text(records, device_name, dtype_name, peak, spec, interrupted=False) -> str:
+    """The best shape and its efficiency against the advertised dense peak (and the published MAMF)."""
+    from .plan import best_record
+
+    best = best_record(records)
     if best is None:
-        lines.append(f"no shape measured ({skipped} skipped, {len(errors)} failed)")
+        return "no shape measured"
+    p, mt = best["params"], best["metrics"]
+    lines = ["best so far:"] if interrupted else []
+    lines += [f"MAMF {dtype_name} on {device_name}: {mt['tflops']:.4g} TFLOPS (median) "
+             f"at {p['m']}x{p['n']}x{p['k']}; mean {mt['tflops_mean']:.4g}, max {mt['tflops_max']:.4g}; "
+             f"cv {100 * mt['cv']:.1f}% over {mt['reps']} reps"]
+    if peak:
+        line = f"efficiency: {100 * mt['tflops'] / peak:.1f}% of the {peak:g} TFLOPS dense {dtype_name} peak of {spec.name}"
+        ref = spec.number(f"mamf_{dtype_name}_tflops")
+        if ref:
+            line += f" (published MAMF {ref:g}: {100 * mt['tflops'] / ref:.1f}% of it)"
+        lines.append(line)
     else:
-        p, mt = best["params"], best["metrics"]
-        lines.append(f"MAMF {dtype_name} on {device_name}: {mt['tflops']:.4g} TFLOPS (median) "
-                     f"at {p['m']}x{p['n']}x{p['k']}; mean {mt['tflops_mean']:.4g}, max {mt['tflops_max']:.4g}; "
-                     f"cv {100 * mt['cv']:.1f}% over {mt['reps']} reps")
-        if peak:
-            line = f"efficiency: {100 * mt['tflops'] / peak:.1f}% of the {peak:g} TFLOPS dense {dtype_name} peak of {spec.name}"
-            ref = spec.number(f"mamf_{dtype_name}_tflops")
-            if ref:
-                line += f" (published MAMF {ref:g}: {100 * mt['tflops'] / ref:.1f}% of it)"
-            lines.append(line)
-        else:
-            lines.append(f"efficiency: no advertised {dtype_name} peak known for {device_name!r}")
-        if "above_spec_peak" in best.get("flags", []):
-            lines.append("SUSPECT: a sample ran faster than the advertised peak: check the timing, clocks or spec")
-    lines.append(f"{len(ok)} shape(s) measured, {skipped} skipped, {len(errors)} failed")
-    for r in errors[:3]:
-        lines.append(f"  error: {r['error']}")
+        lines.append(f"efficiency: no advertised {dtype_name} peak known for {device_name!r}")
+    if "above_spec_peak" in best.get("flags", []):
+        lines.append("SUSPECT: a sample ran faster than the advertised peak: check the timing, clocks or spec")
     return "\n".join(lines)
+
+
+command = harness.command(Mamf)

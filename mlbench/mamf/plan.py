@@ -18,6 +18,7 @@ from dataclasses import dataclass, field
 from typing import Callable, Iterator, Optional, Sequence
 
 from ..exitcodes import UsageError
+from ..options import ProbeOptions, option
 from ..sizes import SizeError, parse_size, parse_sizes
 
 
@@ -62,7 +63,7 @@ class Shape:
 
     @property
     def flops(self) -> int:
-        """FLOPs of one C = A @ B: one multiply and one add per (m, n, k) triple (the peers' 2mnk)."""
+        """FLOPs of one C = A @ B: one multiply and one add per (m, n, k) triple (2mnk, as mamf-finder and cuBLAS count)."""
         return 2 * self.m * self.n * self.k
 
     def __str__(self) -> str:
@@ -149,27 +150,51 @@ def default_grid(device_type: str, quick: bool) -> tuple[str, Grid]:
     return "search", Grid(values, values, values)
 
 
-def make_plan(device_type: str, shapes: Optional[str], m: Optional[str], n: Optional[str], k: Optional[str],
-              mode: Optional[str], quick: bool, warmup_s: Optional[float]) -> MamfPlan:
+@dataclass(frozen=True)
+class MamfOptions(ProbeOptions):
+    dtype: str = option("--dtype", default="bf16", show_default=True,
+                        help="bf16, fp16, tf32, fp32, fp8 (e4m3), int8; torch names also accepted.")
+    shapes: Optional[str] = option("--shapes", metavar="MxNxK[,...]", help="Explicit shapes to sweep.")
+    m: Optional[str] = option("--m", metavar="SIZES", help="M values: a list or range (e.g. 1K:16K:+1K).")
+    n: Optional[str] = option("--n", metavar="SIZES", help="N values (with --m and --k: their product is swept).")
+    k: Optional[str] = option("--k", metavar="SIZES", help="K values.")
+    search: Optional[bool] = option(
+        "--search/--sweep",
+        help="Search the grid for the best shape (default without shapes) or sweep all of it (default with --m/--n/--k).")
+    fp8_fast_accum: bool = option(
+        "--fp8-fast-accum", default=False, flag=True,
+        help="fp8: let torch._scaled_mm use fast (lower-precision) accumulation; recorded as params.fast_accum.")
+    warmup_s: Optional[float] = option(
+        "--warmup-s", type=float,
+        help="Seconds of back-to-back matmuls before measuring (default 10 on accelerators, 0.5 on CPU).")
+
+    @property
+    def mode(self) -> Optional[str]:
+        return None if self.search is None else ("search" if self.search else "sweep")
+
+
+def make_plan(device_type: str, options: MamfOptions) -> MamfPlan:
     """Validate the options and build the plan; every bad input is a UsageError (exit 2)."""
-    dims_given = [d is not None for d in (m, n, k)]
-    if shapes is not None and any(dims_given):
+    o = options
+    parse_dtype(o.dtype)
+    dims_given = [d is not None for d in (o.m, o.n, o.k)]
+    if o.shapes is not None and any(dims_given):
         raise UsageError("give either --shapes or --m/--n/--k, not both")
     if any(dims_given) and not all(dims_given):
         raise UsageError("--m, --n and --k go together: give all three (each a list or a range)")
-    if warmup_s is not None and warmup_s < 0:
-        raise UsageError(f"--warmup-s must be >= 0, got {warmup_s}")
-    default_warmup = 0.1 if quick else (0.5 if device_type == "cpu" else 10.0)
-    warmup = default_warmup if warmup_s is None else warmup_s
-    if shapes is not None:
-        if mode == "search":
+    if o.warmup_s is not None and o.warmup_s < 0:
+        raise UsageError(f"--warmup-s must be >= 0, got {o.warmup_s}")
+    default_warmup = 0.1 if o.quick else (0.5 if device_type == "cpu" else 10.0)
+    warmup = default_warmup if o.warmup_s is None else o.warmup_s
+    if o.shapes is not None:
+        if o.mode == "search":
             raise UsageError("--search needs a grid (--m/--n/--k), not a list of --shapes")
-        return MamfPlan("sweep", shapes=tuple(parse_shapes(shapes)), warmup_s=warmup, quick=quick)
+        return MamfPlan("sweep", shapes=tuple(parse_shapes(o.shapes)), warmup_s=warmup, quick=o.quick)
     if all(dims_given):
-        grid = Grid(tuple(parse_dim(m, "--m")), tuple(parse_dim(n, "--n")), tuple(parse_dim(k, "--k")))
-        return MamfPlan(mode or "sweep", grid=grid, warmup_s=warmup, quick=quick)
-    default_mode, grid = default_grid(device_type, quick)
-    return MamfPlan(mode or default_mode, grid=grid, warmup_s=warmup, quick=quick)
+        grid = Grid(tuple(parse_dim(o.m, "--m")), tuple(parse_dim(o.n, "--n")), tuple(parse_dim(o.k, "--k")))
+        return MamfPlan(o.mode or "sweep", grid=grid, warmup_s=warmup, quick=o.quick)
+    default_mode, grid = default_grid(device_type, o.quick)
+    return MamfPlan(o.mode or default_mode, grid=grid, warmup_s=warmup, quick=o.quick)
 
 
 # ---------------------------------------------------------------------------------------------
@@ -274,3 +299,22 @@ def search(grid: Grid, measure: Callable[[Shape, str], Optional[float]],
 
 def sweep_shapes(plan: MamfPlan) -> Sequence[Shape]:
     return list(plan.shapes) if plan.grid is None else plan.grid.shapes()
+
+
+# -- the answer of a run (the report applies the same rule) --------------------------------------------
+
+ANSWER_PHASE = "confirm"  # a search's answer comes from its full-plan re-measurements only
+
+
+def answer_pool(records: list) -> list:
+    """The ok MAMF records the answer is chosen from: a search's confirmed shapes when there are
+    some (a lucky short measurement cannot win), else every ok record (a sweep's shapes)."""
+    ok = [r for r in records if r.get("status") == "ok" and r.get("probe", "mamf") == "mamf"]
+    confirmed = [r for r in ok if r["params"].get("phase") == ANSWER_PHASE]
+    return confirmed or ok
+
+
+def best_record(records: list) -> Optional[dict]:
+    """The best shape by median TFLOPS (`metrics.tflops`) among `answer_pool(records)`; None when empty."""
+    pool = answer_pool(records)
+    return max(pool, key=lambda r: r["metrics"]["tflops"]) if pool else None

@@ -4,8 +4,10 @@ from __future__ import annotations
 
 from typing import Iterator, Optional
 
-from .plan import MamfPlan, SearchSettings, SearchState, Shape, search, sweep_shapes
+from .plan import MamfPlan, SearchSettings, SearchState, Shape, best_record, search, sweep_shapes
 from .probe import MatmulProbe
+
+__all__ = ["run", "warmup_shape", "best_record"]  # best_record: the rule lives in plan
 
 
 def warmup_shape(plan: MamfPlan) -> Shape:
@@ -33,10 +35,3 @@ def run(plan: MamfPlan, probe: MatmulProbe, settings: Optional[SearchSettings] =
     for _phase, _shape, _score in search(plan.grid, measure, settings or SearchSettings(), state):
         yield last["result"]
 
-
-def best_record(records: list) -> Optional[dict]:
-    """The best shape by median TFLOPS: among a search's confirmed shapes, else among all ok ones."""
-    ok = [r for r in records if r.get("status") == "ok" and r.get("probe", "mamf") == "mamf"]
-    confirmed = [r for r in ok if r["params"].get("phase") == "confirm"]
-    pool = confirmed or ok
-    return max(pool, key=lambda r: r["metrics"]["tflops"]) if pool else None

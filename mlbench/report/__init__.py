@@ -9,9 +9,11 @@ Public API (see `api` for details):
     mlbench.report.build_report(paths, out_dir=None, specs_files=(), thresholds=None) -> ReportResult
     mlbench.report.Thresholds                                # verdict settings (verdicts.Thresholds)
 
-Modules: `loader` (records -> frame; not `load`, which is the function), `checks` (per node/device checks), `verdicts` (rules and
-thresholds), `fleet` (slowest GPU per node, suspects), `render` (Markdown, HTML), `plots`,
-`api` (build_report), `synthetic` (a generated fleet for tests and benchmarks), `cli`.
+Modules: `loader` (records -> frame; not `load`, which is the function), `checks` (a package: one
+module per probe's checks, `rows` the check row whose fields are summary.csv's columns, `judging`
+a figure against its spec), `verdicts` (the Verdict enum, rules and thresholds), `fleet` (slowest
+GPU per node, suspects), `render` (Markdown, HTML), `plots`, `api` (build_report), `synthetic`
+(a generated fleet for tests and benchmarks), `cli`.
 """
 
 from __future__ import annotations

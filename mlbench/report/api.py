@@ -3,7 +3,7 @@
     from mlbench.report.api import build_report
     result = build_report(["results/<run-id>"], out_dir="results/<run-id>", specs_files=(), thresholds=None)
     result.exit_code      # 0: every verdict PASS/WARN (INCOMPLETE too unless strict); 1: a FAIL
-    result.verdicts       # DataFrame, one row per check (checks.COLUMNS)
+    result.verdicts       # DataFrame, one row per check (the fields of checks.CheckRow)
     result.fleet          # DataFrame, per check and node (fleet.FLEET_COLUMNS)
     result.records        # the tidy records frame (loader.load)
     result.markdown       # the Markdown text; result.files: the paths written
@@ -76,14 +76,14 @@ def evaluate(frame, registry, thresholds: Thresholds):
     """(verdicts DataFrame, fleet DataFrame) of a records frame."""
     import pandas as pd
 
-    from .checks import COLUMNS, Context, all_checks
+    from .checks import Context, all_checks, rows_frame
     from .fleet import fleet_view
 
     rows = all_checks(frame, Context(registry, thresholds)) if len(frame) else []
-    checks = pd.DataFrame(rows, columns=list(COLUMNS))
+    checks = rows_frame(rows)
     fleet, extra = fleet_view(checks, thresholds)
     if extra:
-        checks = pd.concat([checks, pd.DataFrame(extra, columns=list(COLUMNS))], ignore_index=True)
+        checks = pd.concat([checks, rows_frame(extra)], ignore_index=True)
     return checks, fleet
 
 

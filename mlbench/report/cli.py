@@ -71,16 +71,22 @@ def make_thresholds(acceptance, strict, expect, minimum, require, warn_below, fa
 @click.argument("paths", nargs=-1, required=True, metavar="PATH...")
 @click.option("--out", "out_dir", default=None, metavar="DIR",
               help="Where report files go (default: the run directory when one is given, else ./report).")
-@click.option("--specs", "specs_files", multiple=True, metavar="FILE", help="CSV of extra or overriding spec rows (by key).")
-@click.option("--acceptance", default=None, metavar="FILE", help="JSON thresholds: warn_below, fail_below, expect, minimum, require, strict...")
+@click.option("--specs", "specs_files", multiple=True, metavar="FILE",
+              help="CSV of extra or overriding spec rows (by key).")
+@click.option("--acceptance", default=None, metavar="FILE",
+              help="JSON thresholds: warn_below, fail_below, expect, minimum, require, strict...")
 @click.option("--expect", multiple=True, metavar="FAMILY=EFF",
               help="Expected efficiency override (mamf, hbm, h2d, p2p, busbw), e.g. --expect mamf=0.75.")
 @click.option("--min", "minimum", multiple=True, metavar="CHECK=VALUE",
               help="Absolute floor in the check's unit, e.g. --min busbw.all_reduce=460 --min storage.seqread=1.5.")
-@click.option("--require", default=None, metavar="PROBES", help="Comma list of probes that must have run (else INCOMPLETE).")
-@click.option("--warn-below", type=float, default=None, help="WARN under this fraction of the normal efficiency [0.90].")
-@click.option("--fail-below", type=float, default=None, help="FAIL under this fraction of the normal efficiency [0.75].")
-@click.option("--fleet-margin", type=float, default=None, help="Suspect node: ceiling this fraction below the fleet median [0.10].")
+@click.option("--require", default=None, metavar="PROBES",
+              help="Comma list of probes that must have run (else INCOMPLETE).")
+@click.option("--warn-below", type=float, default=None,
+              help="WARN under this fraction of the normal efficiency [0.90].")
+@click.option("--fail-below", type=float, default=None,
+              help="FAIL under this fraction of the normal efficiency [0.75].")
+@click.option("--fleet-margin", type=float, default=None,
+              help="Suspect node: ceiling this fraction below the fleet median [0.10].")
 @click.option("--node-spread", type=float, default=None, help="WARN a GPU this fraction below its node's best [0.10].")
 @click.option("--strict", is_flag=True, help="INCOMPLETE verdicts (a probe that did not run or errored) exit 1 too.")
 @click.option("--no-plots", is_flag=True, help="Skip the PNG plots (the HTML page then has none).")
@@ -102,5 +108,6 @@ def command(paths, out_dir, specs_files, acceptance, expect, minimum, require, w
     if not quiet:
         click.echo(result.markdown, nl=False)
     written = [str(p) for p in result.files if p.suffix in (".md", ".html")]
-    click.echo(f"mlbench report: exit {result.exit_code}; wrote {', '.join(written)} (+ {len(result.files) - len(written)} more)", err=True)
+    more = len(result.files) - len(written)
+    click.echo(f"mlbench report: exit {result.exit_code}; wrote {', '.join(written)} (+ {more} more)", err=True)
     return result.exit_code

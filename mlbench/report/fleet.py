@@ -13,8 +13,8 @@ From the per-check rows (higher is better for every `value`), for each check, de
 from __future__ import annotations
 
 from ..stats import median, robust_z
-from .checks import NODE, row
-from .verdicts import FAIL, INCOMPLETE, WARN, Thresholds
+from .checks.rows import NODE, CheckRow
+from .verdicts import Thresholds, Verdict
 
 FLEET_COLUMNS = ("check", "device_name", "host", "devices", "slowest_device", "ceiling", "median", "best", "spread_pct",
                  "unit", "fleet_median", "pct_of_fleet_median", "robust_z", "suspect")
@@ -24,7 +24,7 @@ def fleet_view(checks, th: Thresholds):
     """(fleet table as a DataFrame, extra check rows for spread warnings and suspect nodes)."""
     import pandas as pd
 
-    measured = checks[checks["value"].notna() & checks["verdict"].ne(INCOMPLETE)]
+    measured = checks[checks["value"].notna() & checks["verdict"].ne(Verdict.INCOMPLETE)]
     if measured.empty:
         return pd.DataFrame(columns=list(FLEET_COLUMNS)), []
     measured = measured.assign(value=measured["value"].astype(float), device_name=measured["device_name"].fillna(""))
@@ -49,15 +49,17 @@ def fleet_view(checks, th: Thresholds):
     table["robust_z"] = pd.Series(z, dtype=float)
     table["suspect"] = pd.Series(suspect, dtype=object).reindex(table.index).fillna(False).astype(bool)
     for r in table[table["suspect"]].itertuples(index=False):
-        extra.append(row(host=r.host, device=str(r.slowest_device), device_name=r.device_name, probe="fleet", check=f"fleet:{r.check}",
-                         value=r.ceiling, unit=r.unit, at=f"slowest of {r.devices} device(s)", verdict=FAIL,
-                         reason=(f"suspect node: ceiling {r.ceiling:.4g} {r.unit} is {100 - r.pct_of_fleet_median:.1f}% below "
-                                 f"the fleet median {r.fleet_median:.4g} (robust z {r.robust_z:.1f}; margin "
-                                 f"{100 * th.fleet_margin:.0f}%)")))
+        extra.append(CheckRow(
+            host=r.host, device=str(r.slowest_device), device_name=r.device_name, probe="fleet",
+            check=f"fleet:{r.check}", value=r.ceiling, unit=r.unit, at=f"slowest of {r.devices} device(s)",
+            verdict=Verdict.FAIL,
+            reason=(f"suspect node: ceiling {r.ceiling:.4g} {r.unit} is {100 - r.pct_of_fleet_median:.1f}% below "
+                    f"the fleet median {r.fleet_median:.4g} (robust z {r.robust_z:.1f}; margin "
+                    f"{100 * th.fleet_margin:.0f}%)")))
     return table[list(FLEET_COLUMNS)], extra
 
 
-def _spread_rows(measured, th: Thresholds) -> list[dict]:
+def _spread_rows(measured, th: Thresholds) -> list[CheckRow]:
     """WARN rows for devices far below the best device of their node (per-device checks only)."""
     devices = measured[measured["device"].ne(NODE)]
     if devices.empty:
@@ -67,8 +69,9 @@ def _spread_rows(measured, th: Thresholds) -> list[dict]:
     slow = devices[(count > 1) & (devices["value"] < best * (1 - th.node_spread))]
     out = []
     for r, node_best in zip(slow.itertuples(index=False), best[slow.index]):
-        out.append(row(host=r.host, device=r.device, device_type=r.device_type, device_name=r.device_name,
-                       spec=r.spec, probe="fleet", check=f"spread:{r.check}", value=r.value, unit=r.unit, at=r.at,
-                       verdict=WARN, reason=(f"{100 * (1 - r.value / node_best):.1f}% below the best device of its node "
-                                             f"({node_best:.4g} {r.unit}; allowed {100 * th.node_spread:.0f}%)")))
+        out.append(CheckRow(
+            host=r.host, device=r.device, device_type=r.device_type, device_name=r.device_name, spec=r.spec,
+            probe="fleet", check=f"spread:{r.check}", value=r.value, unit=r.unit, at=r.at, verdict=Verdict.WARN,
+            reason=(f"{100 * (1 - r.value / node_best):.1f}% below the best device of its node "
+                    f"({node_best:.4g} {r.unit}; allowed {100 * th.node_spread:.0f}%)")))
     return out

@@ -2,13 +2,13 @@
 
 Columns: `probe, run_id, time, host, rank, world_size, device_type, device_name, device_index,
 status, error, flags, file`, then every params key as `params.<key>` and every metrics key as
-`metrics.<key>` (the pandas `json_normalize` naming); the contract's required params/metrics
+`metrics.<key>` (the pandas `json_normalize` naming); the record format's required params/metrics
 columns are always there (empty when no record had them). `flags` is the record's flag words joined by
 commas ("" when none). Raw samples are not loaded (the records keep them). Unknown extra fields
 are ignored; a record of an unknown probe is kept. A CPU device without an index gets index 0.
 
 A line that is not JSON (a truncated write, a corrupted file) or a record that breaks the
-contract is skipped; each file with such lines gives one warning naming it, the count and the
+record format (docs/reference.md) is skipped; each file with such lines gives one warning naming it, the count and the
 first line, and the rest of the file is still read.
 
 Speed (a 1,024-node fleet is ~450k records): orjson when installed, raw samples cut before parsing,
@@ -43,7 +43,7 @@ except ImportError:  # pragma: no cover - depends on the environment
 _RAW = re.compile(rb',\s*"raw"\s*:\s*\{[^{}]*\}')
 BASE_COLUMNS = ("probe", "run_id", "time", "host", "rank", "world_size", "device_type", "device_name",
                 "device_index", "status", "error", "flags", "file")
-CONTRACT_COLUMNS = tuple(dict.fromkeys([f"params.{k}" for p, _ in REQUIRED_KEYS.values() for k in p]
+REQUIRED_COLUMNS = tuple(dict.fromkeys([f"params.{k}" for p, _ in REQUIRED_KEYS.values() for k in p]
                                        + [f"metrics.{k}" for _, m in REQUIRED_KEYS.values() for k in m]))
 
 
@@ -93,7 +93,8 @@ def split_valid(items: list) -> tuple[dict, list]:
             found = [p for p in validate(record) if p.startswith(_LAYOUT_PROBLEMS) and "needs an error" not in p]
             problem = verdicts[layout] = found[0] if found else None
         if problem is None and (record["schema"] != SCHEMA or type(record["rank"]) is not int
-                                or type(record["world_size"]) is not int or (layout[1] != "ok" and not record["error"])):
+                                or type(record["world_size"]) is not int
+                                or (layout[1] != "ok" and not record["error"])):
             problem = next(iter(validate(record)), None)
         if problem:
             bad.append((file, lineno, problem))
@@ -198,14 +199,14 @@ def _read_frame_gc_off(paths: list) -> tuple:
         per_file.setdefault(file, []).append((lineno, problem))
     for file, problems in per_file.items():
         lineno, problem = problems[0]
-        warnings.append(f"{file}: {len(problems)} record(s) outside the contract skipped, first at line {lineno}: {problem}")
+        warnings.append(f"{file}: {len(problems)} invalid record(s) skipped, first at line {lineno}: {problem}")
     return _frame(groups), warnings
 
 
 def load(paths: Iterable[str | os.PathLike], on_warning: Optional[Callable[[str], None]] = None):
     """All records under `paths` (run directories, searched recursively, or `.jsonl` files) as a DataFrame.
 
-    Warnings (bad lines, records outside the contract) go to `on_warning(message)`, by default one
+    Warnings (bad lines, invalid records) go to `on_warning(message)`, by default one
     line each on stderr. A path that does not exist raises `UsageError`. No records gives an empty
     frame with the base columns.
     """
@@ -216,7 +217,7 @@ def load(paths: Iterable[str | os.PathLike], on_warning: Optional[Callable[[str]
     for message in said:
         warn(message)
     frame = frame.reindex(columns=list(BASE_COLUMNS) + [c for c in frame.columns if c not in BASE_COLUMNS])
-    for column in CONTRACT_COLUMNS:  # present even when no record carried them (all skipped, say)
+    for column in REQUIRED_COLUMNS:  # present even when no record carried them (all skipped, say)
         if column not in frame:
             frame[column] = None
     for column in ("params.bytes", "params.m", "params.n", "params.k"):

@@ -57,14 +57,16 @@ def _mamf_reference_lines(ax, checks) -> None:
                 continue
             seen.add(key)
             ax.axhline(float(value), linestyle=style, linewidth=1, color="grey")
-            ax.annotate(f"{r.spec} {dtype} {what} {float(value):g}", (0, float(value)), xycoords=("axes fraction", "data"),
-                        xytext=(4, 3), textcoords="offset points", fontsize=7, color="grey")
+            ax.annotate(f"{r.spec} {dtype} {what} {float(value):g}", (0, float(value)),
+                        xycoords=("axes fraction", "data"), xytext=(4, 3), textcoords="offset points", fontsize=7,
+                        color="grey")
 
 
 def plot_mamf(ok, out: Path, plt, checks=None) -> Path:
     dims = ["params.m", "params.n", "params.k"]
     shapes = ok[dims].drop_duplicates().astype(int)
-    shapes = shapes.assign(flops=2.0 * shapes["params.m"] * shapes["params.n"] * shapes["params.k"]).sort_values(["flops"] + dims)
+    flops = 2.0 * shapes["params.m"] * shapes["params.n"] * shapes["params.k"]
+    shapes = shapes.assign(flops=flops).sort_values(["flops"] + dims)
     order = [f"{m}x{n}x{k}" for m, n, k in shapes[dims].itertuples(index=False, name=None)]
     shapes["position"] = range(len(shapes))
     d = ok.astype({c: int for c in dims}).merge(shapes[dims + ["position"]], on=dims, how="left")
@@ -91,15 +93,16 @@ def _log2_axes(ax, xlabel: str) -> None:
 
 
 def plot_membw(ok, out: Path, plt) -> Path:
-    from .checks import membw_family
+    from ..membw.plan import Family
+    from .checks.membw import families
 
-    ops = ok["params.op"].astype(str)
-    local = ops.map({op: membw_family(op) == "hbm" for op in ops.unique()}).astype(bool)
+    local = families(ok).eq(Family.HBM.value)
     panels = [(ok[local], "metrics.gbps", "device memory: GB/s (read + written)")]
     if (~local).any():
         links = ok[~local]
         copied = links["metrics.gbps_copied"] if "metrics.gbps_copied" in links else links["metrics.gbps"]
-        panels.append((links.assign(value=copied.fillna(links["metrics.gbps"])), "value", "host / peer links: GB/s (bytes once)"))
+        panels.append((links.assign(value=copied.fillna(links["metrics.gbps"])), "value",
+                       "host / peer links: GB/s (bytes once)"))
     fig, axes = plt.subplots(1, len(panels), figsize=(6 * len(panels), 5), squeeze=False)
     for ax, (part, column, title) in zip(axes[0], panels):
         _lines(ax, part, "params.bytes", column, "params.op", ["host", "device_index"])
@@ -120,7 +123,8 @@ def plot_collectives(ok, out: Path, plt) -> Path:
 
 
 def plot_diskio(ok, out: Path, plt) -> Path:
-    d = ok.assign(label=ok["params.mode"].astype(str) + ok["params.direct"].map({True: "", False: " (buffered)"}).fillna(""))
+    io = ok["params.direct"].map({True: "", False: " (buffered)"}).fillna("")
+    d = ok.assign(label=ok["params.mode"].astype(str) + io)
     best = d.groupby(["label", "host"]).agg(gbps=("metrics.gbps", "max"), p99=("metrics.lat_us_p99", "median"))
     stats = best.groupby(level=0).median().sort_index()
     fig, ax = plt.subplots(figsize=(8, 5))
@@ -146,7 +150,8 @@ def _save(fig, path: Path, plt) -> Path:
 
 PLOTTERS = {"mamf": plot_mamf, "membw": plot_membw, "collectives": plot_collectives, "diskio": plot_diskio}
 NEEDED = {"mamf": ("params.m", "params.n", "params.k", "metrics.tflops"), "membw": ("params.bytes", "metrics.gbps"),
-          "collectives": ("params.bytes", "metrics.busbw_gbps"), "diskio": ("metrics.gbps", "metrics.lat_us_p99", "params.direct")}
+          "collectives": ("params.bytes", "metrics.busbw_gbps"),
+          "diskio": ("metrics.gbps", "metrics.lat_us_p99", "params.direct")}
 
 
 def write_plots(frame, out_dir: Path, checks=None) -> list[Path]:

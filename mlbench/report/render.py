@@ -15,9 +15,12 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from ..sizes import format_bytes
-from .verdicts import SEVERITY
+from .verdicts import SEVERITY, Verdict
 
 MAX_ROWS = 40
+OVERALL_ORDER = (Verdict.FAIL, Verdict.INCOMPLETE, Verdict.WARN)  # the overall verdict: the first one present
+SUMMARY_ORDER = (Verdict.FAIL, Verdict.WARN, Verdict.INCOMPLETE, Verdict.INFO, Verdict.PASS)  # INFO only when some
+QUIET = [v.value for v in Verdict if not v.needs_attention]  # left out of "Verdicts needing attention"
 
 
 @dataclass
@@ -66,8 +69,8 @@ def _limit(part, notes: list, what: str = "rows"):
 
 def summary_lines(frame, checks, warnings, exit_code: int) -> list[str]:
     counts = checks["verdict"].value_counts().to_dict() if len(checks) else {}
-    overall = next((v for v in ("FAIL", "INCOMPLETE", "WARN") if counts.get(v)), "PASS")
-    words = ", ".join(f"{counts.get(v, 0)} {v}" for v in ("FAIL", "WARN", "INCOMPLETE", "PASS"))
+    overall = next((v for v in OVERALL_ORDER if counts.get(v)), Verdict.PASS)
+    words = ", ".join(f"{counts.get(v, 0)} {v}" for v in SUMMARY_ORDER if v != Verdict.INFO or counts.get(v))
     runs = sorted(frame["run_id"].astype(str).unique())
     devices = frame[["host", "device_index"]].drop_duplicates().shape[0]
     probes = []
@@ -85,7 +88,7 @@ def summary_lines(frame, checks, warnings, exit_code: int) -> list[str]:
 
 def sections(checks, fleet, warnings) -> list[Section]:
     out = []
-    bad = checks[checks["verdict"] != "PASS"]
+    bad = checks[~checks["verdict"].isin(QUIET)]
     notes = [] if len(bad) else ["Every check passes."]
     shown = _limit(_worst_first(bad), notes, "non-passing checks") if len(bad) else bad
     out.append(Section("Verdicts needing attention", ["verdict", "host", "device", "check", "measured", "at", "reason"],
@@ -113,7 +116,7 @@ def _node(checks) -> Section:
     rows = [[r.host, r.device, r.check.split(".", 1)[-1], _measured(r), text(r.at), r.verdict, text(r.reason)]
             for r in part.itertuples(index=False)]
     if rows:
-        notes.append("Sizing rules from the seed deck: >= 3 CPU cores per GPU (2-3 loader workers + 1), host memory >= the "
+        notes.append("Sizing rules: >= 3 CPU cores per GPU (2-3 loader workers + 1), host memory >= the "
                      "GPUs' memory, disk below 80% full (90% fails); GPU inventory and state from NVML when installed.")
     return Section("Node sanity", ["host", "dev", "check", "measured", "at", "verdict", "reason"], rows, notes)
 
@@ -121,13 +124,14 @@ def _node(checks) -> Section:
 def _mamf(checks) -> Section:
     part, notes = _probe_rows(checks, "mamf")
     rows = [[r.host, r.device, text(r.device_name), r.check.split(".", 1)[-1], fmt(r.value), text(r.at),
-             fmt(r.spec_value), fmt_pct(r.pct_of_spec), fmt_pct(r.expected_pct), fmt(r.reference), fmt_pct(r.pct_of_reference), r.verdict]
+             fmt(r.spec_value), fmt_pct(r.pct_of_spec), fmt_pct(r.expected_pct), fmt(r.reference),
+             fmt_pct(r.pct_of_reference), r.verdict]
             for r in part.itertuples(index=False)]
     if rows:
         notes.append("Best median TFLOPS per device; % of the dense peak and of the published MAMF (mamf-finder); "
                      "'normal' is the expected efficiency the verdict is relative to.")
-    return Section("MAMF (matmul TFLOPS)", ["host", "dev", "device", "dtype", "TFLOPS", "shape", "peak", "% peak", "normal",
-                                            "published", "% published", "verdict"], rows, notes)
+    return Section("MAMF (matmul TFLOPS)", ["host", "dev", "device", "dtype", "TFLOPS", "shape", "peak", "% peak",
+                                            "normal", "published", "% published", "verdict"], rows, notes)
 
 
 def _membw(checks) -> Section:
@@ -137,24 +141,28 @@ def _membw(checks) -> Section:
     if rows:
         notes.append("hbm: best device-local GB/s counting bytes read + written (like the HBM spec); "
                      "h2d/d2h/p2p: bytes moved once, against the host link / the intra-node link per direction.")
-    return Section("Memory bandwidth", ["host", "dev", "device", "check", "GB/s", "at", "spec GB/s", "% spec", "normal", "verdict"], rows, notes)
+    return Section("Memory bandwidth", ["host", "dev", "device", "check", "GB/s", "at", "spec GB/s", "% spec", "normal",
+                                        "verdict"], rows, notes)
 
 
 def _collectives(checks) -> Section:
     part, notes = _probe_rows(checks, "collectives")
-    rows = [[r.host, r.check.split(".", 1)[-1], fmt(r.value), text(r.at), fmt_bytes(r.half_peak_bytes), fmt(r.small_latency_us),
-             fmt(r.spec_value), fmt_pct(r.pct_of_spec), fmt(r.errors), r.verdict] for r in part.itertuples(index=False)]
+    rows = [[r.host, r.check.split(".", 1)[-1], fmt(r.value), text(r.at), fmt_bytes(r.half_peak_bytes),
+             fmt(r.small_latency_us), fmt(r.spec_value), fmt_pct(r.pct_of_spec), fmt(r.errors), r.verdict]
+            for r in part.itertuples(index=False)]
     if rows:
-        notes.append("Peak busbw over sizes (nccl-tests convention); 'half at' is the smallest size reaching half the peak; "
-                     "latency is at the smallest size; link spec per direction.")
+        notes.append("Peak busbw over sizes (nccl-tests convention); 'half at' is the smallest size reaching half the "
+                     "peak; latency is at the smallest size; link spec per direction.")
     return Section("Collectives", ["host", "op", "peak busbw GB/s", "at", "half at", "small-size latency us",
                                    "link GB/s", "% link", "wrong", "verdict"], rows, notes)
 
 
 def _storage(checks) -> Section:
     part, notes = _probe_rows(checks, "diskio")
-    rows = [[r.host, r.check.split(".")[1] if "." in r.check else r.check, "direct" if r.direct else ("buffered" if r.direct is False else ""),
-             fmt(r.value), fmt(r.iops, 3), fmt(r.lat_us_p99), text(r.at), r.verdict] for r in part.itertuples(index=False)]
+    rows = [[r.host, r.check.split(".")[1] if "." in r.check else r.check,
+             "direct" if r.direct else ("buffered" if r.direct is False else ""),
+             fmt(r.value), fmt(r.iops, 3), fmt(r.lat_us_p99), text(r.at), r.verdict]
+            for r in part.itertuples(index=False)]
     return Section("Storage", ["host", "mode", "IO", "GB/s", "IOPS", "p99 latency us", "at", "verdict"], rows, notes)
 
 
@@ -171,14 +179,15 @@ def _fleet(fleet) -> Section:
         worst_spread = part.sort_values(["spread_pct", "host"], ascending=[False, True]).iloc[0]
         rows.append([check, device_name, str(part["host"].nunique()), fmt(fm.iloc[0]) if len(fm) else "",
                      fmt(part["ceiling"].min()), fmt(part["ceiling"].max()),
-                     f"{worst_spread['host']} {fmt_pct(worst_spread['spread_pct'])}" if worst_spread["devices"] > 1 else "",
+                     (f"{worst_spread['host']} {fmt_pct(worst_spread['spread_pct'])}"
+                      if worst_spread["devices"] > 1 else ""),
                      ", ".join(suspects["host"].astype(str).head(10)) + (" ..." if len(suspects) > 10 else "")])
     if not rows:
         return Section("Fleet", [], [])
     notes.append("Node ceiling = its slowest device; suspects: ceiling more than the fleet margin below the fleet "
                  "median (robust z in fleet.csv); widest spread = (best - slowest) / best inside one node.")
-    return Section("Fleet", ["check", "device", "nodes", "fleet median", "lowest ceiling", "highest ceiling", "widest spread", "suspect nodes"],
-                   rows, notes)
+    return Section("Fleet", ["check", "device", "nodes", "fleet median", "lowest ceiling", "highest ceiling",
+                             "widest spread", "suspect nodes"], rows, notes)
 
 
 def _md_cell(text) -> str:
@@ -201,9 +210,11 @@ def markdown(title: str, summary: list, secs: list) -> str:
 def html_page(title: str, summary: list, secs: list, images: list) -> str:
     """One self-contained page: the same sections, then the plots embedded as data URIs."""
     parts = [f"<!doctype html><html><head><meta charset='utf-8'><title>{html.escape(title)}</title>",
-             "<style>body{font-family:sans-serif;margin:2em;max-width:1400px}table{border-collapse:collapse;margin:1em 0}"
+             "<style>body{font-family:sans-serif;margin:2em;max-width:1400px}"
+             "table{border-collapse:collapse;margin:1em 0}"
              "td,th{border:1px solid #ccc;padding:3px 8px;font-size:13px}th{background:#eee}"
-             ".FAIL{background:#f8c8c8}.WARN{background:#fbe8b0}.INCOMPLETE{background:#dde}.PASS{background:#d8f0d8}"
+             ".FAIL{background:#f8c8c8}.WARN{background:#fbe8b0}.INCOMPLETE{background:#dde}.INFO{background:#e8eef8}"
+             ".PASS{background:#d8f0d8}"
              "img{max-width:100%}</style></head><body>", f"<h1>{html.escape(title)}</h1>"]
     parts += [f"<p>{html.escape(line).replace('**', '')}</p>" for line in summary if line]
     for s in secs:
@@ -211,8 +222,9 @@ def html_page(title: str, summary: list, secs: list, images: list) -> str:
         if s.rows:
             parts.append("<table><tr>" + "".join(f"<th>{html.escape(h)}</th>" for h in s.header) + "</tr>")
             for r in s.rows:
-                parts.append("<tr>" + "".join(f"<td class='{html.escape(c)}'>{html.escape(str(c))}</td>" if c in SEVERITY
-                                              else f"<td>{html.escape(str(c))}</td>" for c in r) + "</tr>")
+                parts.append("<tr>" + "".join(f"<td class='{html.escape(c)}'>{html.escape(str(c))}</td>"
+                                              if c in SEVERITY else f"<td>{html.escape(str(c))}</td>" for c in r)
+                             + "</tr>")
             parts.append("</table>")
         parts += [f"<p>{html.escape(n)}</p>" for n in s.notes]
     if images:

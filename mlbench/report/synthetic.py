@@ -4,8 +4,9 @@ Deterministic for a seed. Each node gets one file per probe in one run directory
 (`<out>/<run_id>/<probe>-<host>.jsonl`), every record valid for `mlbench.records.validate`.
 The figures follow the H100 SXM by default: MAMF ~80% of 989 TFLOPS with a ~2% silicon lottery,
 HBM copy ~90% of 3.35 TB/s, h2d/d2h ~53 GB/s, 8-rank ring all_reduce ~370 GB/s busbw reaching half
-at ~16 MiB, local NVMe ~1.8 GB/s. `slow` scales a node's (or one device's) figures: {"node0003": 0.7}
-or {("node0003", 5): 0.8}. Nothing here measures anything: these are made-up records.
+at ~16 MiB (algbw from busbw by the op's busbw factor at the fleet's GPU count), local NVMe ~1.8 GB/s.
+`slow` scales a node's (or one device's) figures: {"node0003": 0.7} or {("node0003", 5): 0.8}.
+Nothing here measures anything: these are made-up records.
 """
 
 from __future__ import annotations
@@ -16,6 +17,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from .. import SCHEMA
+from ..collectives.plan import OPS as COLLECTIVE_SPECS
 
 MAMF_SHAPES = tuple((m, n, k) for m in (2048, 4096, 8192) for n in (4096, 8192) for k in (4096, 8192))
 MEMBW_OPS = ("copy", "read", "write", "triad", "h2d", "d2h")
@@ -23,7 +25,6 @@ MEMBW_SIZES = tuple(1 << p for p in range(20, 31, 2))
 COLLECTIVE_OPS = ("all_reduce", "all_gather", "reduce_scatter", "all_to_all")
 COLLECTIVE_SIZES = tuple(1 << p for p in range(10, 31, 2))
 DISK_MODES = ("seqwrite", "seqread", "randread", "randwrite")
-BUSBW_FACTOR = {"all_reduce": 2 * 7 / 8, "all_gather": 7 / 8, "reduce_scatter": 7 / 8, "all_to_all": 7 / 8}
 
 
 @dataclass(frozen=True)
@@ -47,7 +48,8 @@ def host_name(i: int) -> str:
 
 def _record(spec: FleetSpec, probe, host, index, params, metrics, rank=0, world_size=1, raw=None, flags=()):
     record = {"schema": SCHEMA, "probe": probe, "run_id": spec.run_id, "time": "2026-11-26T18:00:00Z", "host": host,
-              "rank": rank, "world_size": world_size, "device": {"type": "cuda", "name": spec.device_name, "index": index},
+              "rank": rank, "world_size": world_size,
+              "device": {"type": "cuda", "name": spec.device_name, "index": index},
               "params": params, "metrics": metrics, "status": "ok", "error": None}
     if flags:
         record["flags"] = list(flags)
@@ -66,7 +68,8 @@ def mamf_records(spec, rng, host, index, scale):
         tflops = device_peak * (0.86 + 0.14 * shape_i / (len(MAMF_SHAPES) - 1))
         time_ms = 2 * m * n * k / (tflops * 1e12) * 1e3
         raw = _samples(rng, time_ms, spec.raw_samples)
-        metrics = {"tflops": tflops, "tflops_mean": tflops * 0.995, "tflops_max": tflops * 1.01, "time_ms": time_ms, "cv": 0.004}
+        metrics = {"tflops": tflops, "tflops_mean": tflops * 0.995, "tflops_max": tflops * 1.01, "time_ms": time_ms,
+                   "cv": 0.004}
         yield _record(spec, "mamf", host, index, {"m": m, "n": n, "k": k, "dtype": "bf16", "mode": "sweep"}, metrics,
                       raw={"time_ms": raw})
 
@@ -85,11 +88,13 @@ def collective_records(spec, rng, host, scale):
     world = spec.gpus
     for op in COLLECTIVE_OPS:
         for size in COLLECTIVE_SIZES:
-            busbw = spec.busbw_gbps * scale * size / (size + (16 << 20)) * (1 + rng.uniform(-0.01, 0.01))
-            algbw = busbw / BUSBW_FACTOR[op]
+            shaped = spec.busbw_gbps * scale * size / (size + (16 << 20)) * (1 + rng.uniform(-0.01, 0.01))
+            factor = COLLECTIVE_SPECS[op].busbw_factor(world)  # nccl-tests' busbw / algbw at this world size
+            busbw, algbw = (shaped, shaped / factor) if factor else (0.0, shaped)  # one rank: no bus traffic
             time_us = size / (algbw * 1e3)
             params = {"op": op, "bytes": size, "count": size // 4, "dtype": "float32", "world_size": world,
-                      "backend": "nccl", "in_place": False, "mode": "throughput", "nnodes": 1, "local_world_size": world}
+                      "backend": "nccl", "in_place": False, "mode": "throughput", "nnodes": 1,
+                      "local_world_size": world}
             metrics = {"time_us": time_us, "algbw_gbps": algbw, "busbw_gbps": busbw, "errors": 0}
             yield _record(spec, "collectives", host, 0, params, metrics, world_size=world)
 
@@ -99,7 +104,8 @@ def diskio_records(spec, rng, host, scale):
         for block in (4096, 1 << 20):
             for jobs in (1, 4):
                 seq = mode.startswith("seq")
-                gbps = scale * (1.8 if block > 4096 else (0.24 if seq else 0.12 * jobs)) * (1 + rng.uniform(-0.02, 0.02))
+                nominal = 1.8 if block > 4096 else (0.24 if seq else 0.12 * jobs)
+                gbps = scale * nominal * (1 + rng.uniform(-0.02, 0.02))
                 params = {"mode": mode, "block_size": block, "jobs": jobs, "direct": True, "file_size": 1 << 30}
                 metrics = {"gbps": gbps, "iops": gbps * 1e9 / block, "lat_us_p50": block / gbps / 1e3 * jobs,
                            "lat_us_p99": block / gbps / 1e3 * jobs * 3, "lat_us_p999": block / gbps / 1e3 * jobs * 8}

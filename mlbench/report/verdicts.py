@@ -1,4 +1,4 @@
-"""Verdict rules: PASS / WARN / FAIL / INCOMPLETE, each with its reason in words. Pure Python.
+"""Verdict rules: PASS / WARN / FAIL / INCOMPLETE (and INFO), each with its reason in words. Pure Python.
 
 Efficiency checks compare a measured figure with the advertised spec, relative to what a healthy
 part normally reaches (the registry's expected efficiency: MAMF on an H100 is ~80% of the dense
@@ -20,7 +20,9 @@ elements, a failed matmul check) FAIL. A judged check whose best record carries 
 `above_spec_peak` is at most WARN. Fleet rules (`fleet`): a suspect node FAILs, a device far below
 the best of its node WARNs.
 
-Exit code: 1 when any verdict is FAIL, or INCOMPLETE under `strict`; 0 otherwise (WARN and
+INFO is a figure reported without a judgement; no check gives it yet.
+
+Exit code: 1 when any verdict is FAIL, or INCOMPLETE under `strict`; 0 otherwise (WARN, INFO and
 INCOMPLETE are listed, not fatal, by default).
 """
 
@@ -28,12 +30,34 @@ from __future__ import annotations
 
 import math
 from dataclasses import dataclass, field, fields
+from enum import StrEnum
 from typing import Mapping, Optional
 
 from ..exitcodes import FAILED, OK, UsageError
 
-PASS, WARN, FAIL, INCOMPLETE = "PASS", "WARN", "FAIL", "INCOMPLETE"
-SEVERITY = {FAIL: 0, INCOMPLETE: 1, WARN: 2, PASS: 3}
+
+class Verdict(StrEnum):
+    """A check's verdict; a `str`, so tables, CSV and JSON show its plain name."""
+
+    FAIL = "FAIL"
+    INCOMPLETE = "INCOMPLETE"
+    WARN = "WARN"
+    INFO = "INFO"
+    PASS = "PASS"
+
+    @property
+    def severity(self) -> int:
+        """0 for the most severe (FAIL) up to PASS; the order of the members."""
+        return SEVERITY[self]
+
+    @property
+    def needs_attention(self) -> bool:
+        """Listed among the verdicts needing attention (all but PASS and INFO)."""
+        return self not in (Verdict.PASS, Verdict.INFO)
+
+
+SEVERITY = {verdict: rank for rank, verdict in enumerate(Verdict)}  # keys compare equal to the plain names too
+
 # Families whose expected efficiency can be overridden (`expect`), and the defaults used when the
 # registry row has no figure for them.
 DEFAULT_EXPECTED_EFF = {"mamf": 0.75, "hbm": 0.75, "h2d": 0.80, "p2p": 0.80, "busbw": 0.75}
@@ -47,13 +71,13 @@ class Thresholds:
     warn_below: float = 0.90
     fail_below: float = 0.75
     above_spec_tolerance: float = 0.02  # measured > spec * (1 + this): suspect
-    fleet_margin: float = 0.10  # a node ceiling this far below the fleet median: suspect node (FAIL)
-    node_spread: float = 0.10  # a GPU this far below the best GPU of its node: WARN
+    fleet_margin: float = 0.10  # a node ceiling this far below the fleet median: suspect node (Verdict.FAIL)
+    node_spread: float = 0.10  # a GPU this far below the best GPU of its node: Verdict.WARN
     min_fleet_nodes: int = 3  # fewer nodes: no fleet statistics
     expect: Mapping[str, float] = field(default_factory=dict)  # family -> expected efficiency (0..1)
     minimum: Mapping[str, float] = field(default_factory=dict)  # check name -> floor in its unit
-    require: tuple = ()  # probes that must have run (else INCOMPLETE)
-    strict: bool = False  # INCOMPLETE makes the exit code 1
+    require: tuple = ()  # probes that must have run (else Verdict.INCOMPLETE)
+    strict: bool = False  # Verdict.INCOMPLETE makes the exit code 1
 
     def __post_init__(self):
         if not 0 < self.fail_below <= self.warn_below:
@@ -78,7 +102,8 @@ class Thresholds:
         known = {f.name for f in fields(cls)}
         unknown = set(data) - known
         if unknown:
-            raise UsageError(f"{origin}: unknown key(s) {', '.join(sorted(unknown))}; known: {', '.join(sorted(known))}")
+            raise UsageError(f"{origin}: unknown key(s) {', '.join(sorted(unknown))}; "
+                             f"known: {', '.join(sorted(known))}")
         values = dict(data)
         if "require" in values:
             values["require"] = tuple(values["require"])
@@ -102,7 +127,7 @@ def pct(value: Optional[float], of: Optional[float]) -> Optional[float]:
 
 
 def judge_efficiency(value: float, spec_value: float, expected_eff: float, th: Thresholds,
-                     unit: str, above_line_rate_ok: bool = False) -> tuple[str, str]:
+                     unit: str, above_line_rate_ok: bool = False) -> tuple[Verdict, str]:
     """Verdict and reason of a measured figure against its advertised spec (see the module docstring)."""
     eff = value / spec_value
     ratio = eff / expected_eff
@@ -110,38 +135,39 @@ def judge_efficiency(value: float, spec_value: float, expected_eff: float, th: T
     normal = f"normal is ~{100 * expected_eff:.0f}%"
     if eff > 1 + th.above_spec_tolerance:
         if above_line_rate_ok:
-            return PASS, f"{where}: above line rate (NVLS/SHARP offload? set NCCL_ALGO=Ring to read the wire)"
-        return WARN, f"{where}: above the advertised peak: suspect timing, clocks or the spec"
+            return Verdict.PASS, f"{where}: above line rate (NVLS/SHARP offload? set NCCL_ALGO=Ring to read the wire)"
+        return Verdict.WARN, f"{where}: above the advertised peak: suspect timing, clocks or the spec"
     if ratio >= th.warn_below:
-        return PASS, f"{where} ({normal})"
+        return Verdict.PASS, f"{where} ({normal})"
     if ratio >= th.fail_below:
-        return WARN, f"{where}, below the normal ~{100 * expected_eff:.0f}% ({100 * ratio:.0f}% of it)"
-    return FAIL, f"{where}, far below the normal ~{100 * expected_eff:.0f}% ({100 * ratio:.0f}% of it)"
+        return Verdict.WARN, f"{where}, below the normal ~{100 * expected_eff:.0f}% ({100 * ratio:.0f}% of it)"
+    return Verdict.FAIL, f"{where}, far below the normal ~{100 * expected_eff:.0f}% ({100 * ratio:.0f}% of it)"
 
 
-def judge_without_spec(device_type: str, device_name: str) -> tuple[str, str]:
+def judge_without_spec(device_type: str, device_name: str) -> tuple[Verdict, str]:
     if device_type in HOST_DEVICE_TYPES:
-        return PASS, f"informational: measured on {device_type}, no advertised spec to compare with"
-    return WARN, f"no advertised spec for {device_name!r}: add its row with --specs to get an efficiency"
+        return Verdict.PASS, f"informational: measured on {device_type}, no advertised spec to compare with"
+    return Verdict.WARN, f"no advertised spec for {device_name!r}: add its row with --specs to get an efficiency"
 
 
-def judge_minimum(verdict: str, reason: str, check: str, value: float, unit: str, th: Thresholds) -> tuple[str, str]:
+def judge_minimum(verdict: Verdict, reason: str, check: str, value: float, unit: str,
+                  th: Thresholds) -> tuple[Verdict, str]:
     """Apply an absolute floor for `check` (if one is set) on top of a verdict."""
     floor = th.minimum.get(check)
     if floor is None:
         return verdict, reason
     if value < floor:
-        return FAIL, f"{value:.4g} {unit} is below the required {floor:g} {unit}; {reason}"
+        return Verdict.FAIL, f"{value:.4g} {unit} is below the required {floor:g} {unit}; {reason}"
     return verdict, f"{reason}; meets the required {floor:g} {unit}"
 
 
-def worst(verdicts) -> str:
-    """The most severe verdict of a collection (PASS for none)."""
-    return min(verdicts, key=SEVERITY.__getitem__, default=PASS)
+def worst(verdicts) -> Verdict:
+    """The most severe verdict of a collection (Verdict.PASS for none)."""
+    return Verdict(min(verdicts, key=SEVERITY.__getitem__, default=Verdict.PASS))
 
 
 def exit_code(verdicts, strict: bool = False) -> int:
     verdicts = set(verdicts)
-    if FAIL in verdicts or (strict and INCOMPLETE in verdicts):
+    if Verdict.FAIL in verdicts or (strict and Verdict.INCOMPLETE in verdicts):
         return FAILED
     return OK

@@ -15,11 +15,13 @@ import subprocess
 import sys
 from pathlib import Path
 
-from . import __version__, SCHEMA
+from . import SCHEMA, __version__, host
 from .records import hostname, utc_now, write_json
 
-ENV_PREFIXES = ("NCCL_", "CUDA_", "HIP_", "ROCR_", "TORCH_", "MLBENCH_", "SLURM_JOB", "SLURM_NNODES", "SLURM_NTASKS", "SLURM_NODELIST", "UCX_", "FI_")
-ENV_NAMES = ("OMP_NUM_THREADS", "MKL_NUM_THREADS", "WORLD_SIZE", "RANK", "LOCAL_RANK", "LOCAL_WORLD_SIZE", "MASTER_ADDR", "MASTER_PORT", "GROUP_RANK", "TORCHELASTIC_RUN_ID")
+ENV_PREFIXES = ("NCCL_", "CUDA_", "HIP_", "ROCR_", "TORCH_", "MLBENCH_", "SLURM_JOB", "SLURM_NNODES", "SLURM_NTASKS",
+                "SLURM_NODELIST", "UCX_", "FI_")
+ENV_NAMES = ("OMP_NUM_THREADS", "MKL_NUM_THREADS", "WORLD_SIZE", "RANK", "LOCAL_RANK", "LOCAL_WORLD_SIZE",
+             "MASTER_ADDR", "MASTER_PORT", "GROUP_RANK", "TORCHELASTIC_RUN_ID")
 
 
 def relevant_environment(environ=None) -> dict:
@@ -42,7 +44,8 @@ def _driver_version() -> str | None:
     smi = shutil.which("nvidia-smi")
     if smi:
         try:
-            out = subprocess.run([smi, "--query-gpu=driver_version", "--format=csv,noheader"], capture_output=True, text=True, timeout=15)
+            out = subprocess.run([smi, "--query-gpu=driver_version", "--format=csv,noheader"], capture_output=True,
+                                 text=True, timeout=15)
             if out.returncode == 0 and out.stdout.strip():
                 return out.stdout.strip().splitlines()[0]
         except (OSError, subprocess.SubprocessError):
@@ -53,47 +56,30 @@ def _driver_version() -> str | None:
 def software_versions() -> dict:
     import torch
 
+    from .device import gpu_count, runtime_versions
+
     versions = {"mlbench": __version__, "python": platform.python_version(), "torch": torch.__version__,
-                "cuda": torch.version.cuda, "hip": getattr(torch.version, "hip", None), "cudnn": None, "nccl": None, "driver": None}
-    try:
-        versions["cudnn"] = torch.backends.cudnn.version() if torch.backends.cudnn.is_available() else None
-    except Exception:
-        pass
-    if torch.cuda.is_available():
-        try:
-            nccl = torch.cuda.nccl.version()
-            versions["nccl"] = ".".join(map(str, nccl)) if isinstance(nccl, tuple) else str(nccl)
-        except Exception:
-            pass
+                **runtime_versions(), "driver": None}
+    if gpu_count():
         versions["driver"] = _driver_version()
     return versions
 
 
 def devices() -> list[dict]:
-    import torch
+    from .device import accelerator_inventory
 
-    found = []
-    for kind in ("cuda", "xpu"):
-        module = getattr(torch, kind, None)
-        if module is None or not module.is_available():
-            continue
-        for index in range(module.device_count()):
-            props = module.get_device_properties(index)
-            found.append({
-                "type": kind, "index": index, "name": props.name,
-                "total_memory_bytes": int(getattr(props, "total_memory", 0)),
-                "capability": f"{getattr(props, 'major', '?')}.{getattr(props, 'minor', '?')}",
-                "llc_bytes": getattr(props, "L2_cache_size", None),
-                "uuid": str(getattr(props, "uuid", "")) or None,
-            })
-    return found
+    return [{
+        "type": info.type, "index": info.index, "name": info.name,
+        "total_memory_bytes": info.total_memory_bytes or 0,
+        "capability": f"{info.extra.get('major', '?')}.{info.extra.get('minor', '?')}",
+        **info.llc_params(),
+        "uuid": info.extra.get("uuid") or None,
+    } for info in accelerator_inventory()]
 
 
 def host_info() -> dict:
-    from .device import _cpu_model_name, _host_total_bytes
-
     return {"host": hostname(), "platform": platform.platform(), "machine": platform.machine(),
-            "cpu": _cpu_model_name(), "cpu_count": os.cpu_count(), "memory_bytes": _host_total_bytes()}
+            "cpu": host.cpu_model_name(), "cpu_count": os.cpu_count(), "memory_bytes": host.total_memory_bytes()}
 
 
 def collect(probe: str | None = None, argv=None) -> dict:

@@ -82,3 +82,37 @@ def test_best_record_prefers_confirmed_search_results():
     assert best_record(records)["metrics"]["tflops"] == 750  # a lucky short measurement cannot win
     assert best_record([rec(1), rec(3), rec(2)])["metrics"]["tflops"] == 3
     assert best_record([]) is None
+
+
+def test_tf32_decision_from_the_probe_result():
+    from mlbench.mamf.probe import tf32_decision, tf32_probe_expected
+
+    exact, rounded = tf32_probe_expected(256)
+    assert (exact, rounded) == (256.0625, 256.0)  # 256 x (1 + 2^-12): needs 12 bits past the leading one
+    assert tf32_decision([256.0, 256.0], exact, rounded) is True  # inputs rounded to tf32's 10 bits
+    assert tf32_decision([256.0625, 256.0625], exact, rounded) is False  # float32 throughout
+    assert tf32_decision([256.0, 256.0625], exact, rounded) is None  # some of each: no finding
+    assert tf32_decision([300.0], exact, rounded) is None
+    assert tf32_decision([], exact, rounded) is None
+
+
+def test_tf32_gating_follows_what_the_library_does(monkeypatch):
+    from mlbench.device import Device, DeviceInfo
+
+    gpu = Device(torch.device("cuda", 0), DeviceInfo("cuda", 0, "AMD Instinct MI300X"))
+    tf32 = parse_dtype("tf32")
+    monkeypatch.setattr(probe_module, "tf32_effective", lambda device, allow_tf32: False)
+    monkeypatch.setattr(probe_module, "is_rocm", lambda: True)
+    why = probe_module.unsupported_reason(tf32, gpu)
+    assert "tf32 is not in effect" in why and "HIPBLASLT_ALLOW_TF32=1" in why
+    monkeypatch.setattr(probe_module, "tf32_effective", lambda device, allow_tf32: True)
+    assert probe_module.unsupported_reason(tf32, gpu) is None  # tf32 in effect, whatever the environment says
+
+
+def test_fp32_records_say_tf32_was_not_in_effect(cpu):
+    with MatmulProbe(cpu, parse_dtype("fp32"), quick=True) as probe:
+        result = probe.measure(Shape(64, 64, 64))
+    assert result.params["tf32_effective"] is False  # the CPU computes float32 exactly
+    assert result.params["llc_bytes"] == cpu.info.llc_bytes
+    with MatmulProbe(cpu, parse_dtype("bf16"), quick=True) as probe:
+        assert "tf32_effective" not in probe.measure(Shape(64, 64, 64)).params

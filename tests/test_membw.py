@@ -15,7 +15,7 @@ from click.testing import CliRunner
 from mlbench.cli import group
 from mlbench.exitcodes import UsageError
 from mlbench.membw import plan as P
-from mlbench.membw.run import is_large, peaks
+from mlbench.membw.plan import MembwOptions, is_large, peaks
 from mlbench.records import read_records, validate
 
 MiB = 1 << 20
@@ -105,7 +105,7 @@ def test_default_sweep_gpu_and_capping_to_free_memory():
 
 
 def test_default_plan_on_cpu_skips_transfers_once():
-    plan = P.make_plan(CPU)
+    plan = P.make_plan(CPU, MembwOptions())
     skipped = [p for p in plan.points if p.skip]
     assert [(p.op, p.bytes) for p in skipped] == [("h2d", 0), ("d2h", 0)]
     assert "accelerator" in skipped[0].skip
@@ -117,7 +117,7 @@ def test_default_plan_on_cpu_skips_transfers_once():
 
 def test_gpu_plan_transfers_and_p2p():
     two = P.Facts("cuda", llc_bytes=50 * MiB, free_bytes=80 * 10**9, host_free_bytes=100 * GiB, gpu_count=2)
-    plan = P.make_plan(two)
+    plan = P.make_plan(two, MembwOptions())
     transfers = [p for p in plan.points if p.op in ("h2d", "d2h")]
     assert {p.host_memory for p in transfers} == {"pinned", "pageable"}
     assert max(p.bytes for p in transfers) == P.TRANSFER_DEFAULT_MAX_BYTES
@@ -125,21 +125,93 @@ def test_gpu_plan_transfers_and_p2p():
     assert sorted((p.direction, p.src, p.dst, p.bytes) for p in peers) == [
         ("read", 0, 1, 512 * MiB), ("read", 1, 0, 512 * MiB), ("write", 0, 1, 512 * MiB), ("write", 1, 0, 512 * MiB)]
     assert not any(p.skip for p in plan.points)
-    single = P.make_plan(H100, ["p2p", "copy"], [MiB])
+    single = P.make_plan(H100, MembwOptions(ops="p2p,copy", sizes="1M"))
     assert single.points[0].op == "p2p" and "two or more" in single.points[0].skip
-    xpu = P.make_plan(P.Facts("xpu", llc_bytes=MiB, free_bytes=GiB, host_free_bytes=GiB), ["h2d"], [MiB])
+    xpu_facts = P.Facts("xpu", llc_bytes=MiB, free_bytes=GiB, host_free_bytes=GiB)
+    xpu = P.make_plan(xpu_facts, MembwOptions(ops="h2d", sizes="1M"))
     assert [(p.host_memory, bool(p.skip)) for p in xpu.points] == [("pinned", True), ("pageable", False)]
 
 
 def test_explicit_sizes_over_memory():
     with pytest.raises(UsageError, match="out of memory"):
-        P.make_plan(CPU, ["copy"], [1 << 40])
+        P.make_plan(CPU, MembwOptions(ops="copy", sizes="1T"))
     # copy (2 x 8 GiB) fits in 0.8 x 24 GiB, triad (3 x 8 GiB) does not: triad is a skipped point
-    plan = P.make_plan(CPU, ["copy", "triad"], [8 * GiB])
+    plan = P.make_plan(CPU, MembwOptions(ops="copy,triad", sizes="8G"))
     assert [(p.op, p.skip is None) for p in plan.points] == [("copy", True), ("triad", False)]
     assert plan.points[1].skip.startswith("out of memory")
     with pytest.raises(UsageError, match="at least one float32"):
-        P.make_plan(CPU, ["copy"], [3])
+        P.make_plan(CPU, MembwOptions(ops="copy", sizes="3"))
+
+
+TWO_GPUS = P.Facts("cuda", llc_bytes=50 * MiB, free_bytes=80 * 10**9, host_free_bytes=100 * GiB, gpu_count=2)
+
+
+def _p2p_sizes(plan) -> set:
+    return {p.bytes for p in plan.points if p.op == "p2p"}
+
+
+@pytest.mark.parametrize("options", [
+    MembwOptions(quick=True),
+    MembwOptions(quick=True, ops="p2p"),  # what `mlbench run --profile quick` asks for
+    MembwOptions(ops="copy,p2p"),
+    MembwOptions(),
+])
+def test_p2p_keeps_its_large_size_in_every_profile(options):
+    """A 4 MiB peer copy times the launch, not a 450 GB/s link: p2p runs at 512 MiB, --quick too."""
+    plan = P.make_plan(TWO_GPUS, options)
+    assert _p2p_sizes(plan) == {512 * MiB}
+    peers = [p for p in plan.points if p.op == "p2p"]
+    assert len(peers) == 2 * 2 and not any(p.skip for p in peers)  # 0->1 and 1->0, write and read
+    assert P.OPS["p2p"].device_buffers * 512 * MiB <= P.MEMORY_FRACTION * TWO_GPUS.free_bytes
+
+
+def test_p2p_size_without_sweep_sizes_and_capped_by_memory():
+    quick = P.make_plan(TWO_GPUS, MembwOptions(quick=True))
+    assert max(p.bytes for p in quick.points if p.op != "p2p") == GiB  # the quick sweep: 4 MiB and 1 GiB
+    assert 512 * MiB in quick.sizes and 512 * MiB not in P.default_sizes(TWO_GPUS, P.DEVICE_OPS, quick=True)
+    only_p2p = P.make_plan(TWO_GPUS, MembwOptions(quick=True, ops="p2p"))
+    assert only_p2p.sizes == (512 * MiB,) and only_p2p.describe().startswith("p2p over 512MiB..512MiB")
+    # 1 GiB free: the sweep stops at 256 MiB (triad's 3 buffers in 0.8 GiB), p2p's one buffer still fits 512 MiB
+    short = P.Facts("cuda", llc_bytes=50 * MiB, free_bytes=GiB, host_free_bytes=100 * GiB, gpu_count=2)
+    plan = P.make_plan(short, MembwOptions())
+    assert max(p.bytes for p in plan.points if p.op == "triad") == 256 * MiB
+    assert _p2p_sizes(plan) == {512 * MiB}
+    # 512 MiB free: 0.8 x 512 MiB = 409.6 MiB, so p2p drops to the power of two below, 256 MiB
+    tight = P.Facts("cuda", llc_bytes=50 * MiB, free_bytes=512 * MiB, host_free_bytes=100 * GiB, gpu_count=2)
+    assert _p2p_sizes(P.make_plan(tight, MembwOptions(ops="p2p"))) == {256 * MiB}
+    # explicit sizes still mean every size, for p2p too
+    assert _p2p_sizes(P.make_plan(TWO_GPUS, MembwOptions(ops="p2p", sizes="4M,64M"))) == {4 * MiB, 64 * MiB}
+
+
+def test_sizes_off_the_grammar_name_the_option():
+    with pytest.raises(UsageError, match=r"bad --sizes '12Q': bad size '12Q'"):
+        P.make_plan(CPU, MembwOptions(sizes="12Q"))
+    with pytest.raises(UsageError, match="unknown op 'bogus'"):
+        P.make_plan(CPU, MembwOptions(ops="copy,bogus"))
+
+
+def test_options_round_trip_through_the_command_line():
+    """Every option given comes back from to_argv, and click parses it into the same object."""
+    from mlbench.membw.cli import command
+
+    given = MembwOptions(device="cpu", quick=True, ops="copy,read", sizes="1M:64M:x4", rotate=False,
+                         out="x.jsonl", run_id="r7")
+    argv = given.to_argv()
+    assert "--no-rotate" in argv and argv[argv.index("--sizes") + 1] == "1M:64M:x4"
+    seen = {}
+    original = command.callback
+
+    def capture(**values):
+        seen.update(values)
+        return 0
+
+    command.callback = capture
+    try:
+        CliRunner().invoke(command, argv, catch_exceptions=False, standalone_mode=False)
+    finally:
+        command.callback = original
+    assert MembwOptions(**seen) == given
+    assert MembwOptions().to_argv() == []
 
 
 # -- peaks -------------------------------------------------------------------------------------
@@ -152,7 +224,8 @@ def _record(op, nbytes, gbps, status="ok", cache_resident=False):
 def test_peak_comes_from_large_sizes_only():
     llc = 32 * MiB
     records = [_record("copy", 4 * MiB, 90.0), _record("copy", 64 * MiB, 20.0), _record("copy", 128 * MiB, 25.0),
-               _record("read", 128 * MiB, 30.0), _record("read", 256 * MiB, 99.0, status="error"), _record("h2d", GiB, 50.0)]
+               _record("read", 128 * MiB, 30.0), _record("read", 256 * MiB, 99.0, status="error"),
+               _record("h2d", GiB, 50.0)]
     assert is_large(records[1], llc) and not is_large(records[0], llc)
     best, from_large = peaks(records, llc)
     assert from_large and {op: r["metrics"]["gbps"] for op, r in best.items()} == {"copy": 25.0, "read": 30.0}
@@ -232,6 +305,46 @@ def test_transfer_on_cpu_is_skipped(cpu_probe):
     assert result.status == "skipped" and "accelerator" in result.error
 
 
+def _largest_allocation_bytes(fn) -> int:
+    """The largest block of memory any torch op allocated while `fn` ran (the CPU profiler's accounting)."""
+    from torch.profiler import ProfilerActivity, profile
+
+    with profile(activities=[ProfilerActivity.CPU], profile_memory=True) as prof:
+        fn()
+    return max([e.cpu_memory_usage for e in prof.events()] + [0])
+
+
+def test_read_check_extra_memory_is_bounded_whatever_the_buffer_size(cpu_probe, monkeypatch):
+    """A float64 sum of the whole buffer allocates twice its size: the check sums a chunk at a time."""
+    from mlbench.membw import probe as membw_probe
+
+    chunk_bytes = 64 * 1024
+    monkeypatch.setattr(membw_probe, "READ_CHECK_CHUNK_BYTES", chunk_bytes, raising=False)
+    for nbytes in (MiB, 8 * MiB):
+        point = P.Point("read", nbytes, sets=1)
+        buffers = cpu_probe._device_buffers(point)
+        buffers.call()
+        problems = []
+        largest = _largest_allocation_bytes(lambda: problems.append(cpu_probe._check(point, buffers)))
+        assert problems == [None]
+        assert 0 < largest <= chunk_bytes < 2 * nbytes  # one chunk of float64, not a float64 copy of the buffer
+
+
+def test_read_check_sums_every_chunk_exactly_and_catches_one_bad_element(cpu_probe, monkeypatch):
+    from mlbench.membw import probe as membw_probe
+
+    monkeypatch.setattr(membw_probe, "READ_CHECK_CHUNK_BYTES", 8 * 1000, raising=False)  # 1000 float64s a chunk
+    point = P.Point("read", 4 * 2503, sets=1)  # 2503 elements: two full chunks and a tail of 503
+    buffers = cpu_probe._device_buffers(point)
+    (src,) = buffers.sets[0]
+    assert membw_probe.float64_sum(src) == pytest.approx(math.fsum(src.tolist()), rel=1e-12)
+    buffers.call()
+    assert cpu_probe._check(point, buffers) is None
+    src[-1] = 1e5  # values are in [1, 253): one element in the tail chunk now outweighs 1e-3 of the sum
+    problem = cpu_probe._check(point, buffers)
+    assert problem and problem.startswith("read: sum")
+
+
 # -- the CLI -----------------------------------------------------------------------------------
 
 def _invoke(args, cwd):
@@ -265,7 +378,7 @@ def test_cli_quick_run_writes_valid_records(tmp_path):
 
 @pytest.mark.parametrize("args, message", [
     (["--ops", "copy,bogus"], "unknown op 'bogus'"),
-    (["--sizes", "12Q"], "bad size"),
+    (["--sizes", "12Q"], "bad --sizes '12Q': bad size"),
     (["--sizes", "1T"], "out of memory"),
     (["--sizes", "2"], "at least one float32"),
     (["--device", "cuda:7"], "cuda"),
@@ -356,5 +469,6 @@ def test_gpu_quick_run(tmp_path):
     records = list(read_records(out))
     assert records and all(validate(r) == [] for r in records)
     ok = {(r["params"]["op"], r["params"].get("host_memory")) for r in records if r["status"] == "ok"}
-    assert {("copy", None), ("read", None), ("write", None), ("triad", None), ("h2d", "pinned"), ("d2h", "pageable")} <= ok
+    assert {("copy", None), ("read", None), ("write", None), ("triad", None),
+            ("h2d", "pinned"), ("d2h", "pageable")} <= ok
     assert all(r["params"]["timer"] == "device-events" for r in records if r["status"] == "ok")

@@ -1,6 +1,6 @@
 """Node sanity facts for the acceptance run, as `node` records (the reporter judges them).
 
-Sizing rules from the seed deck: 2-3 data-loader workers per accelerator plus one process, so at
+Sizing rules of thumb: 2-3 data-loader workers per accelerator plus one process, so at
 least 3 CPU cores per GPU; host memory at least the GPUs' total memory; storage planned at 80% of
 what was sold (warn at 80% full, fail at 90%). With NVML (optional extra `nvidia-ml-py`) each GPU's
 inventory and state: UUID, PCI bus, clocks, power, temperature, ECC mode and error counts.
@@ -20,28 +20,27 @@ from ..cli import Command
 
 def facts(io_dir: str) -> list:
     """(device record, params, metrics) triples: CPU, host memory, disk, one per GPU."""
-    from ..device import _cpu_model_name, _host_total_bytes
+    from .. import host
     from ..records import hostname
 
     gpus = _gpus()
     node = {"type": "node", "name": hostname(), "index": None}
-    cores = os.cpu_count() or 0
-    try:
-        usable = len(os.sched_getaffinity(0))
-    except AttributeError:
-        usable = cores
+    cores = host.cpu_count()
+    usable = len(host.usable_cpus())
+    host_memory = host.total_memory_bytes()
     gpu_memory = sum(g.get("memory_bytes") or 0 for g in gpus)
     out = [
-        (node, {"check": "cpu_cores", "cpu": _cpu_model_name()},
+        (node, {"check": "cpu_cores", "cpu": host.cpu_model_name()},
          {"cores": cores, "usable_cores": usable, "gpus": len(gpus),
           "cores_per_gpu": (usable / len(gpus)) if gpus else None, "needed_cores": 3 * len(gpus)}),
         (node, {"check": "host_memory"},
-         {"bytes": _host_total_bytes(), "gpu_memory_bytes": gpu_memory,
-          "ratio_to_gpu_memory": (_host_total_bytes() or 0) / gpu_memory if gpu_memory else None}),
+         {"bytes": host_memory, "gpu_memory_bytes": gpu_memory,
+          "ratio_to_gpu_memory": (host_memory or 0) / gpu_memory if gpu_memory else None}),
     ]
     usage = shutil.disk_usage(io_dir)
     out.append((node, {"check": "disk", "path": os.path.abspath(io_dir)},
-                {"total_bytes": usage.total, "free_bytes": usage.free, "used_pct": 100.0 * (usage.total - usage.free) / usage.total}))
+                {"total_bytes": usage.total, "free_bytes": usage.free,
+                 "used_pct": 100.0 * (usage.total - usage.free) / usage.total}))
     for gpu in gpus:
         device = {"type": gpu["type"], "name": gpu["name"], "index": gpu["index"]}
         params = {"check": "gpu", **{k: gpu[k] for k in ("uuid", "pci_bus") if gpu.get(k)}}
@@ -53,15 +52,12 @@ def facts(io_dir: str) -> list:
 def _gpus() -> list:
     """Accelerators torch sees, with NVML state where NVML is there."""
     try:
-        import torch
-    except ImportError:
+        from ..device import accelerator_inventory
+    except ImportError:  # no torch
         return []
-    found = []
-    if torch.cuda.is_available():
-        for index in range(torch.cuda.device_count()):
-            props = torch.cuda.get_device_properties(index)
-            found.append({"type": "cuda", "name": props.name, "index": index, "memory_bytes": int(props.total_memory),
-                          "uuid": str(getattr(props, "uuid", "")) or None})
+    found = [{"type": info.type, "name": info.name, "index": info.index, "memory_bytes": info.total_memory_bytes or 0,
+              "uuid": info.extra.get("uuid") or None} for info in accelerator_inventory(("cuda",))]
+    if found:
         _add_nvml(found)
     return found
 
@@ -99,10 +95,14 @@ def _add_nvml(gpus: list) -> None:
             if handle is None:
                 continue
 
-            def read(name, fn, *args, scale=1.0):
+            def read(name, fn, *args, scale=1.0, handle=handle, gpu=gpu):
                 try:
                     value = fn(handle, *args)
-                    gpu[name] = value.decode() if isinstance(value, bytes) else (value * scale if isinstance(value, (int, float)) else value)
+                    if isinstance(value, bytes):
+                        value = value.decode()
+                    elif isinstance(value, (int, float)):
+                        value = value * scale
+                    gpu[name] = value
                 except Exception:
                     pass
 
@@ -122,8 +122,8 @@ def _add_nvml(gpus: list) -> None:
                 gpu["ecc_enabled"] = int(current)
             except Exception:
                 pass
-            read("ecc_uncorrected_errors", pynvml.nvmlDeviceGetTotalEccErrors, pynvml.NVML_MEMORY_ERROR_TYPE_UNCORRECTED,
-                 pynvml.NVML_VOLATILE_ECC)
+            read("ecc_uncorrected_errors", pynvml.nvmlDeviceGetTotalEccErrors,
+                 pynvml.NVML_MEMORY_ERROR_TYPE_UNCORRECTED, pynvml.NVML_VOLATILE_ECC)
     finally:
         try:
             pynvml.nvmlShutdown()

@@ -1,31 +1,34 @@
 """Measuring one matmul shape, honestly (returns `Result`s; never prints).
 
-Per shape: random-normal A (m, k) and B created (n, k) then transposed (the peer's layout), the
+Per shape: random-normal A (m, k) and B created (n, k) then transposed (the usual layout), the
 result written into a preallocated C (nothing for the backend to elide); a spot check of a 64 x 64
 block of C against float64 on the same (already rounded) inputs; then the shared timing loop with
 the device's cache flushed before every timed call, outside the timed span.
-TFLOPS = 2*m*n*k / t / 1e12 (the peers' convention): `tflops` from the median time,
+Whether tf32 is in effect is not taken from settings: a float32 probe matmul shows it (`tf32_effective`).
+TFLOPS = 2*m*n*k / t / 1e12 (the usual convention): `tflops` from the median time,
 `tflops_mean` from the mean, `tflops_max` from the fastest sample.
 """
 
 from __future__ import annotations
 
 import math
-import os
 import time
 from dataclasses import dataclass
 from typing import Callable, Optional
 
 import torch
 
-from ..device import Device
+from ..device import Device, is_rocm
 from ..records import Result
 from ..stats import rate_metrics, summarize, time_metrics
 from ..timing import TimingPlan, time_call
 from .plan import DType, Shape, tflops
 
-METHOD = "mlbench-mamf/1: A(m,k) @ B(n,k)^T into preallocated C, random normal inputs, cache flush before each timed call, median of samples"
+METHOD = ("mlbench-mamf/1: A(m,k) @ B(n,k)^T into preallocated C, random normal inputs, cache flush before each "
+          "timed call, median of samples")
 CHECK_BLOCK = 64
+TF32_PROBE_SIZE = 256
+TF32_PROBE_VALUE = 1.0 + 2.0 ** -12  # exact in float32 (23-bit mantissa); tf32 (10 bits) rounds it to 1.0
 
 
 def timing_plan(device_type: str, quick: bool, phase: str = "full") -> TimingPlan:
@@ -44,10 +47,12 @@ def unsupported_reason(dtype: DType, device: Device) -> Optional[str]:
     if dtype.kernel == "scaled_mm":
         if not hasattr(torch, "_scaled_mm") or not hasattr(torch, "float8_e4m3fn"):
             return f"fp8 needs torch._scaled_mm (torch >= 2.5); this is torch {torch.__version__}"
-        if device.type == "cuda" and not getattr(torch.version, "hip", None):
-            major, minor = torch.cuda.get_device_capability(device.torch_device)
+        capability = device.capability()
+        if capability is not None:
+            major, minor = capability
             if (major, minor) < (8, 9):
-                return f"fp8 needs compute capability >= 8.9 (Ada/Hopper or newer); {device.info.name} is {major}.{minor}"
+                return (f"fp8 needs compute capability >= 8.9 (Ada/Hopper or newer); "
+                        f"{device.info.name} is {major}.{minor}")
         if device.type not in ("cuda", "cpu"):
             return f"fp8 through torch._scaled_mm is not supported on {device.type}"
     if dtype.kernel == "int_mm" and not hasattr(torch, "_int_mm"):
@@ -56,14 +61,54 @@ def unsupported_reason(dtype: DType, device: Device) -> Optional[str]:
         return f"int8 through torch._int_mm is not supported on {device.type}"
     if dtype.allow_tf32 and device.type != "cuda":
         return "tf32 is a CUDA tensor-core mode: this device has no TF32 matmul (measure fp32 instead)"
-    if dtype.allow_tf32 and getattr(torch.version, "hip", None) and os.environ.get("HIPBLASLT_ALLOW_TF32") != "1":
-        return "tf32 on ROCm needs HIPBLASLT_ALLOW_TF32=1 (without it hipBLASLt runs fp32 and the figure would be mislabelled)"
+    if dtype.allow_tf32 and tf32_effective(device, allow_tf32=True) is False:
+        hint = " (hipBLASLt uses tf32 only with HIPBLASLT_ALLOW_TF32=1)" if is_rocm() else ""
+        return (f"tf32 is not in effect here: a float32 matmul with tf32 allowed gave the exact float32 result{hint}; "
+                "the figure would be mislabelled (measure fp32 instead)")
     return None
+
+
+def tf32_probe_expected(k: int = TF32_PROBE_SIZE) -> tuple:
+    """(float32, tf32) value of every element of the probe product: TF32_PROBE_VALUE summed k times exactly,
+    or k times the value rounded to tf32 (1.0)."""
+    return k * TF32_PROBE_VALUE, float(k)
+
+
+def tf32_decision(values, exact: float, rounded: float) -> Optional[bool]:
+    """True when every value is the tf32-rounded result, False when every one is the exact float32 result,
+    None when the values are neither (no finding)."""
+    values = list(values)
+    tolerance = abs(exact - rounded) / 4
+    if values and all(abs(v - rounded) <= tolerance for v in values):
+        return True
+    if values and all(abs(v - exact) <= tolerance for v in values):
+        return False
+    return None
+
+
+def tf32_effective(device: Device, allow_tf32: bool) -> Optional[bool]:
+    """Whether float32 matmuls on `device` round their inputs to tf32 when allow_tf32 is set so, from what
+    the library does: one probe matmul (the measured layout) whose exact result needs more than tf32's
+    10-bit mantissa. None when the probe could not run or its result is neither."""
+    saved = torch.backends.cuda.matmul.allow_tf32
+    torch.backends.cuda.matmul.allow_tf32 = allow_tf32
+    n = TF32_PROBE_SIZE
+    try:
+        a = torch.full((n, n), TF32_PROBE_VALUE, dtype=torch.float32, device=device.torch_device)
+        b = torch.ones(n, n, dtype=torch.float32, device=device.torch_device).t()
+        c = torch.empty(n, n, dtype=torch.float32, device=device.torch_device)
+        torch.mm(a, b, out=c)
+        values = (float(c.min()), float(c.max()))
+    except Exception:  # noqa: BLE001 - no finding rather than no measurement
+        return None
+    finally:
+        torch.backends.cuda.matmul.allow_tf32 = saved
+    return tf32_decision(values, *tf32_probe_expected(n))
 
 
 def _fp8_dtype(device: Device):
     arch = str(device.info.extra.get("gcnArchName", ""))
-    if getattr(torch.version, "hip", None) and "gfx94" in arch:
+    if is_rocm() and "gfx94" in arch:
         return torch.float8_e4m3fnuz
     return torch.float8_e4m3fn
 
@@ -134,24 +179,38 @@ class MatmulProbe:
         self.peak_tflops = peak_tflops
         self.flush = flush
         self.seed = 0
+        self.tf32_effective = None  # float32 dtypes: found on entering
+        self._device_context = None
 
     def __enter__(self) -> "MatmulProbe":
+        # allocations and libraries without an explicit device land on the current one: make it this one
+        self._device_context = self.device.as_current()
+        self._device_context.__enter__()
         self._tf32_saved = torch.backends.cuda.matmul.allow_tf32
         torch.backends.cuda.matmul.allow_tf32 = self.dtype.allow_tf32
+        if self.dtype.torch_name == "float32":
+            self.tf32_effective = tf32_effective(self.device, self.dtype.allow_tf32)
         return self
 
     def __exit__(self, *exc) -> None:
         torch.backends.cuda.matmul.allow_tf32 = self._tf32_saved
+        if self._device_context is not None:
+            self._device_context.__exit__(*exc)
 
     def params(self, shape: Shape, **extra) -> dict:
         params = {"m": shape.m, "n": shape.n, "k": shape.k, "dtype": self.dtype.name, **extra}
         if self.dtype.kernel == "scaled_mm":
             params["fast_accum"] = self.fast_accum
+        if self.dtype.torch_name == "float32":
+            params["tf32_effective"] = self.tf32_effective
         return params
 
     def fits(self, shape: Shape) -> Optional[str]:
         """Why the operands would not fit in free memory (None when they should)."""
-        element = 1 if self.dtype.kernel in ("int_mm", "scaled_mm") else torch.tensor([], dtype=getattr(torch, self.dtype.torch_name)).element_size()
+        if self.dtype.kernel in ("int_mm", "scaled_mm"):
+            element = 1
+        else:
+            element = torch.tensor([], dtype=getattr(torch, self.dtype.torch_name)).element_size()
         out_element = 4 if self.dtype.kernel == "int_mm" else (2 if self.dtype.kernel == "scaled_mm" else element)
         need = (shape.m * shape.k + shape.n * shape.k) * element + shape.m * shape.n * out_element
         free = self.device.free_memory_bytes()
@@ -192,7 +251,8 @@ class MatmulProbe:
         except Exception as exc:  # noqa: BLE001 - classify, never crash the sweep on one shape
             if self.device.is_oom(exc):
                 return Result.skipped(params, f"out of memory at {shape}: {str(exc).splitlines()[0][:200]}")
-            return Result.failed(params, f"{type(exc).__name__} at {shape}: {str(exc).splitlines()[0][:200] if str(exc) else ''}")
+            first = str(exc).splitlines()[0][:200] if str(exc) else ""
+            return Result.failed(params, f"{type(exc).__name__} at {shape}: {first}")
         finally:
             del ops
             if self.device.type != "cpu":
@@ -209,7 +269,8 @@ class MatmulProbe:
             "flops": shape.flops,
             "check_rel_err": check_err,
         }
-        params.update(timer=timing.timer, flush_bytes=self.device.flush_bytes() if self.flush else 0, method=METHOD)
+        params.update(timer=timing.timer, flush_bytes=self.device.flush_bytes() if self.flush else 0,
+                      **self.device.info.llc_params(), method=METHOD)
         flags = []
         if stats.noisy:
             flags.append("noisy")
@@ -220,5 +281,6 @@ class MatmulProbe:
         raw = {"time_ms": [s * 1e3 for s in timing.samples_s]}
         if not math.isfinite(check_err) or check_err > self.dtype.check_tolerance:
             return Result(params=params, metrics=metrics, status="error", flags=flags + ["check_failed"], raw=raw,
-                          error=f"spot check failed at {shape}: max |C-ref|/rms(ref) = {check_err:.3g} > {self.dtype.check_tolerance:g}")
+                          error=f"spot check failed at {shape}: max |C-ref|/rms(ref) = {check_err:.3g} > "
+                                f"{self.dtype.check_tolerance:g}")
         return Result(params=params, metrics=metrics, flags=flags, raw=raw)

@@ -1,22 +1,18 @@
-"""`mlbench membw` / `python -m mlbench.membw`: the click layer (torch is imported only when it runs)."""
+"""`mlbench membw` / `python -m mlbench.membw`: the probe's definition for the shared loop, and its summary.
+
+Options and plan: `plan.py`; measuring one point: `probe.py`; here: what runs, and the tables shown at
+the end. torch is imported only when the probe starts.
+"""
 
 from __future__ import annotations
 
-import click
+import contextlib
 
-from ..cli import SIZES, Command, probe_options
-from ..exitcodes import FAILED, INCOMPLETE, OK
+from .. import harness
+from .plan import Facts, MembwOptions, make_plan
 
 
-@click.command(cls=Command, name="membw", context_settings={"help_option_names": ["-h", "--help"]})
-@probe_options
-@click.option("--ops", default=None, metavar="OPS",
-              help="Comma list of copy,read,write,triad,h2d,d2h,p2p (default: all that apply; p2p with 2+ GPUs).")
-@click.option("--sizes", type=SIZES, default=None, metavar="SIZES",
-              help="Buffer sizes (one buffer), e.g. 1M:1G or 64M,4G (default: LLC/16 doubling to a share of free memory).")
-@click.option("--rotate/--no-rotate", default=True, show_default=True,
-              help="Cycle buffer sets past 4x the last-level cache (memory figures); --no-rotate shows the cache knee.")
-def command(device, out, quick, run_id, ops, sizes, rotate):
+class Membw(harness.Probe):
     """Memory bandwidth: copy, read, write and triad over a size sweep; h2d/d2h and p2p on GPUs.
 
     gbps counts bytes read + bytes written per second (the HBM-spec convention); gbps_copied
@@ -24,45 +20,44 @@ def command(device, out, quick, run_id, ops, sizes, rotate):
     the harness's samples, buffer sets rotated so the cache is not what is timed, every result
     verified after timing. The peak comes from large sizes, compared with the advertised TB/s.
     """
-    from .plan import parse_ops
-    from ..device import parse_device_spec
 
-    names = parse_ops(ops)
-    parse_device_spec(device)
+    name = "membw"
+    options = MembwOptions
+    help = __doc__
 
-    from .. import specs
-    from ..device import resolve
-    from ..progress import Progress
-    from ..session import ProbeSession
-    from .plan import make_plan
-    from .probe import BandwidthProbe, device_facts
-    from .run import run
+    def validate(self, options: MembwOptions) -> None:
+        from ..device import parse_device_spec
 
-    dev = resolve(device)
-    plan = make_plan(device_facts(dev), names, sizes, quick, rotate)
-    spec = specs.lookup(dev.info.name) if dev.type != "cpu" else None
-    hbm_tbps = spec.number("hbm_tbps") if spec else None
-    link_gbps = spec.number("link_gbps") if spec else None
-    session = ProbeSession("membw", dev.info.record(), out=out, run_id=run_id)
-    session.start()
-    click.echo(f"mlbench membw on {dev.info.name} ({dev.torch_device}); {plan.describe()}; records -> {session.out}", err=True)
-    progress = Progress(len(plan.points), "membw")
+        make_plan(Facts("cpu"), options)  # ops and sizes; what fits in memory is checked on the device
+        parse_device_spec(options.device)
 
-    def show(record: dict) -> None:
-        p = record["params"]
-        now = f"{record['metrics']['gbps']:.1f} GB/s" if record["status"] == "ok" else record["status"]
-        progress.update(1, f"{p['op']} {p['bytes']} B {now}")
+    @contextlib.contextmanager
+    def start(self, options: MembwOptions, stop):
+        from .. import specs
+        from ..device import resolve
+        from .probe import BandwidthProbe, device_facts
 
-    with BandwidthProbe(dev, quick=quick, peak_gbps=hbm_tbps * 1000 if hbm_tbps else None, link_gbps=link_gbps) as probe:
-        probe.reserve(plan)
-        interrupted = session.record_all((result for _point, result in run(plan, probe)), on_record=show)
-    progress.close()
+        dev = resolve(options.device)
+        plan = make_plan(device_facts(dev), options)
+        spec = specs.lookup(dev.info.name) if dev.type != "cpu" else None
+        hbm_tbps = spec.number("hbm_tbps") if spec else None
+        link_gbps = spec.number("link_gbps") if spec else None
+        header = f"memory bandwidth on {dev.info.name} ({dev.torch_device}); {plan.describe()}"
+        peak_gbps = hbm_tbps * 1000 if hbm_tbps else None
+        with BandwidthProbe(dev, quick=options.quick, peak_gbps=peak_gbps, link_gbps=link_gbps) as probe:
+            yield harness.Run(
+                dev.info.record(), header, probe.results(plan),
+                summary=lambda records, interrupted: summary_text(records, dev.info.name, dev.info.llc_bytes,
+                                                                  hbm_tbps, spec),
+                total=len(plan.points), progress_text=progress_text,
+            )
 
-    records = session.records
-    click.echo(summary_text(records, dev.info.name, dev.info.llc_bytes, hbm_tbps, spec, interrupted))
-    if interrupted:
-        return INCOMPLETE
-    return FAILED if any(r["status"] == "error" for r in records) else OK
+
+def progress_text(record: dict) -> str:
+    """The progress line's text: the point and its GB/s (read + written), or its status."""
+    p = record["params"]
+    now = f"{record['metrics']['gbps']:.1f} GB/s" if record["status"] == "ok" else record["status"]
+    return f"{p['op']} {p['bytes']} B {now}"
 
 
 def _gbps(value) -> str:
@@ -71,8 +66,8 @@ def _gbps(value) -> str:
 
 def sweep_table(records: list) -> list:
     """Lines of a size x op table of gbps (bytes read + written) for the device-memory ops."""
-    from .plan import OPS
     from ..sizes import format_bytes
+    from .plan import OPS
 
     ok = [r for r in records if r["status"] == "ok" and OPS[r["params"]["op"]].kind == "device"]
     if not ok:
@@ -83,7 +78,8 @@ def sweep_table(records: list) -> list:
     for size in sorted({r["params"]["bytes"] for r in ok}):
         row = [cells.get((size, op)) for op in ops]
         marks = "*" if any(r and r["params"].get("cache_resident") for r in row) else " "
-        lines.append(f"{format_bytes(size):>21}{marks} " + "".join(f"{_gbps(r['metrics']['gbps'] if r else None):>12}" for r in row))
+        values = "".join(f"{_gbps(r['metrics']['gbps'] if r else None):>12}" for r in row)
+        lines.append(f"{format_bytes(size):>21}{marks} {values}")
     if any(r["params"].get("cache_resident") for r in ok):
         lines.append("  * buffers fit in the last-level cache (--no-rotate): a cache figure, not memory")
     return lines
@@ -96,10 +92,12 @@ def transfer_lines(records: list) -> list:
     lines = []
     for op in ("h2d", "d2h"):
         for kind in ("pinned", "pageable"):
-            ok = [r for r in records if r["status"] == "ok" and r["params"]["op"] == op and r["params"].get("host_memory") == kind]
+            ok = [r for r in records
+                  if r["status"] == "ok" and r["params"]["op"] == op and r["params"].get("host_memory") == kind]
             if ok:
                 best = max(ok, key=lambda r: r["metrics"]["gbps_copied"])
-                lines.append(f"{op} {kind}: {best['metrics']['gbps_copied']:.1f} GB/s (bytes once) at {format_bytes(best['params']['bytes'])}")
+                lines.append(f"{op} {kind}: {best['metrics']['gbps_copied']:.1f} GB/s (bytes once) "
+                             f"at {format_bytes(best['params']['bytes'])}")
     for direction in ("write", "read"):
         peer = [r for r in records if r["params"]["op"] == "p2p" and r["params"].get("src") is not None
                 and r["params"].get("direction", "write") == direction]
@@ -121,40 +119,39 @@ def transfer_lines(records: list) -> list:
     return lines
 
 
-def summary_text(records, device_name, llc_bytes, hbm_tbps, spec, interrupted) -> str:
-    from .run import peaks
+def peak_lines(records: list, device_name: str, llc_bytes, hbm_tbps, spec) -> list:
+    """The peak per device-memory op (from large sizes when measured) and the best against the advertised TB/s."""
     from ..sizes import format_bytes
+    from .plan import peaks
 
-    lines = []
-    if interrupted:
-        lines.append(f"interrupted after {len(records)} measurement(s): what was measured so far")
-    lines += sweep_table(records)
-    lines += transfer_lines(records)
     best, from_large = peaks(records, llc_bytes)
-    if best:
-        where = "large sizes" if from_large else "sizes below 4x LLC only (no large size measured)"
-        parts = []
-        for op, r in best.items():
-            text = f"{op} {r['metrics']['gbps']:,.1f}"
-            if r["metrics"].get("gbps_copied") is not None:
-                text += f" ({r['metrics']['gbps_copied']:,.1f} copied)"
-            parts.append(text)
-        lines.append(f"peak memory bandwidth on {device_name}, GB/s read + written, from {where}: " + "; ".join(parts))
-        top = max(best.values(), key=lambda r: r["metrics"]["gbps"])
-        if hbm_tbps:
-            lines.append(f"efficiency: {top['params']['op']} {top['metrics']['gbps']:,.1f} GB/s at "
-                         f"{format_bytes(top['params']['bytes'])} = {100 * top['metrics']['gbps'] / (hbm_tbps * 1000):.1f}% "
-                         f"of the advertised {hbm_tbps:g} TB/s of {spec.name}")
-        else:
-            lines.append(f"efficiency: no advertised memory bandwidth known for {device_name!r}")
+    if not best:
+        return []
+    where = "large sizes" if from_large else "sizes below 4x LLC only (no large size measured)"
+    parts = []
+    for op, r in best.items():
+        text = f"{op} {r['metrics']['gbps']:,.1f}"
+        if r["metrics"].get("gbps_copied") is not None:
+            text += f" ({r['metrics']['gbps_copied']:,.1f} copied)"
+        parts.append(text)
+    lines = [f"peak memory bandwidth on {device_name}, GB/s read + written, from {where}: " + "; ".join(parts)]
+    top = max(best.values(), key=lambda r: r["metrics"]["gbps"])
+    if hbm_tbps:
+        pct = 100 * top["metrics"]["gbps"] / (hbm_tbps * 1000)
+        lines.append(f"efficiency: {top['params']['op']} {top['metrics']['gbps']:,.1f} GB/s at "
+                     f"{format_bytes(top['params']['bytes'])} = {pct:.1f}% "
+                     f"of the advertised {hbm_tbps:g} TB/s of {spec.name}")
+    else:
+        lines.append(f"efficiency: no advertised memory bandwidth known for {device_name!r}")
+    return lines
+
+
+def summary_text(records: list, device_name: str, llc_bytes, hbm_tbps, spec) -> str:
+    """The tables and peaks shown at the end (the counts and the interruption line come from the harness)."""
+    lines = sweep_table(records) + transfer_lines(records) + peak_lines(records, device_name, llc_bytes, hbm_tbps, spec)
     if any("above_spec_peak" in r.get("flags", []) for r in records):
         lines.append("SUSPECT: a sample ran faster than the advertised bandwidth: check the timing, clocks or spec")
-    ok = sum(r["status"] == "ok" for r in records)
-    skipped = [r for r in records if r["status"] == "skipped"]
-    errors = [r for r in records if r["status"] == "error"]
-    lines.append(f"{ok} point(s) measured, {len(skipped)} skipped, {len(errors)} failed")
-    for r in list(dict.fromkeys(r["error"] for r in skipped))[:4]:
-        lines.append(f"  skipped: {r}")
-    for r in errors[:3]:
-        lines.append(f"  error: {r['error']}")
     return "\n".join(lines)
+
+
+command = harness.command(Membw)

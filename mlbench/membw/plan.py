@@ -29,12 +29,15 @@ cache-to-memory knee; such points say `cache_resident: true`.
 
 from __future__ import annotations
 
+import dataclasses
 import math
 from dataclasses import dataclass
+from enum import StrEnum
 from typing import Optional, Sequence
 
 from ..exitcodes import UsageError
-from ..sizes import format_bytes
+from ..options import ProbeOptions, option
+from ..sizes import SizeError, format_bytes, parse_sizes
 
 ELEMENT_BYTES = 4  # float32 buffers
 ALIGN_BYTES = 256  # each buffer starts on a 256-byte boundary inside the arena
@@ -48,6 +51,15 @@ TRANSFER_DEFAULT_MAX_BYTES = 1 << 30  # h2d/d2h default sizes stop here (nvbandw
 P2P_DEFAULT_BYTES = 512 << 20
 
 
+class Family(StrEnum):
+    """Which advertised figure an op's bandwidth is judged against (the report's check name)."""
+
+    HBM = "hbm"  # device memory: read + written against the HBM spec
+    H2D = "h2d"  # host -> device over the host link, bytes once
+    D2H = "d2h"  # device -> host over the host link, bytes once
+    P2P = "p2p"  # GPU -> GPU over the intra-node link, bytes once, per direction
+
+
 @dataclass(frozen=True)
 class Op:
     """One op's byte accounting, in multiples of one buffer's bytes (see the module's table)."""
@@ -59,6 +71,7 @@ class Op:
     device_buffers: int  # buffers per set in device memory
     host_buffers: int = 0  # buffers in host memory (transfers)
     kind: str = "device"  # "device" (local memory), "transfer" (host<->device), "peer" (GPU->GPU)
+    family: Family = Family.HBM
     doc: str = ""
 
 
@@ -69,9 +82,12 @@ OPS = {
         Op("read", read=1, written=0, copied=0, device_buffers=1, doc="sum(src) into a preallocated scalar"),
         Op("write", read=0, written=1, copied=0, device_buffers=1, doc="dst.fill_(v)"),
         Op("triad", read=2, written=1, copied=0, device_buffers=3, doc="a = b + s*c (torch.add(b, c, alpha=s, out=a))"),
-        Op("h2d", read=1, written=1, copied=1, device_buffers=1, host_buffers=1, kind="transfer", doc="device.copy_(host)"),
-        Op("d2h", read=1, written=1, copied=1, device_buffers=1, host_buffers=1, kind="transfer", doc="host.copy_(device)"),
-        Op("p2p", read=1, written=1, copied=1, device_buffers=1, kind="peer", doc="peer.copy_(local) between two GPUs"),
+        Op("h2d", read=1, written=1, copied=1, device_buffers=1, host_buffers=1, kind="transfer", family=Family.H2D,
+           doc="device.copy_(host)"),
+        Op("d2h", read=1, written=1, copied=1, device_buffers=1, host_buffers=1, kind="transfer", family=Family.D2H,
+           doc="host.copy_(device)"),
+        Op("p2p", read=1, written=1, copied=1, device_buffers=1, kind="peer", family=Family.P2P,
+           doc="peer.copy_(local) between two GPUs"),
     )
 }
 DEVICE_OPS = tuple(name for name, op in OPS.items() if op.kind == "device")
@@ -204,7 +220,7 @@ class Facts:
 @dataclass(frozen=True)
 class MembwPlan:
     points: tuple
-    sizes: tuple  # the swept buffer sizes (bytes)
+    sizes: tuple  # the buffer sizes the points use (bytes), ascending
     quick: bool = False
     rotate: bool = True
 
@@ -283,52 +299,142 @@ def _op_skip_reason(op_name: str, facts: Facts) -> Optional[str]:
     return None
 
 
-def make_plan(facts: Facts, ops: Optional[Sequence[str]] = None, sizes: Optional[Sequence[int]] = None,
-              quick: bool = False, rotate: bool = True) -> MembwPlan:
-    """Validate and build the plan, sizes outer, ops inner (each size's buffers are filled once).
+@dataclass(frozen=True)
+class MembwOptions(ProbeOptions):
+    ops: Optional[str] = option(
+        "--ops", metavar="OPS",
+        help="Comma list of copy,read,write,triad,h2d,d2h,p2p (default: all that apply; p2p with 2+ GPUs).")
+    sizes: Optional[str] = option(
+        "--sizes", metavar="SIZES",
+        help="Buffer sizes (one buffer), e.g. 1M:1G or 64M,4G (default: LLC/16 doubling to a share of free memory).")
+    rotate: bool = option(
+        "--rotate/--no-rotate", default=True, show_default=True,
+        help="Cycle buffer sets past 4x the last-level cache (memory figures); --no-rotate shows the cache knee.")
 
-    Bad input raises UsageError (exit 2): a size below one element, or an explicit size at which no
-    requested op fits in memory. A point that does not fit while others at its size do is kept as a
-    skipped point (out of memory); ops that cannot run on this device are one skipped point each
-    (`bytes` 0). Default sizes leave h2d/d2h above 1 GiB out, and p2p runs at one size (512 MiB).
+
+def parse_size_list(text: Optional[str]) -> Optional[list]:
+    """`--sizes` in the size grammar; None when not given (the default sweep)."""
+    if text is None:
+        return None
+    try:
+        return parse_sizes(text)
+    except SizeError as exc:
+        raise UsageError(f"bad --sizes {text!r}: {exc}") from None
+
+
+def p2p_default_bytes(facts: Facts) -> int:
+    """p2p's one buffer size without --sizes, in every profile (--quick too): `P2P_DEFAULT_BYTES`, so a
+    copy takes long enough to time the link and not the launch, lowered to a power of two that fits
+    in `MEMORY_FRACTION` of the free device memory."""
+    size = P2P_DEFAULT_BYTES
+    if facts.free_bytes:
+        size = min(size, _pow2_floor(MEMORY_FRACTION * facts.free_bytes / OPS["p2p"].device_buffers))
+    return max(ELEMENT_BYTES, size)
+
+
+def _default_size_for(op_name: str, size: int, swept: Sequence[int], p2p_bytes: Optional[int]) -> bool:
+    """Whether an op runs at a size of the default plan: p2p at its one size, h2d/d2h up to 1 GiB."""
+    op = OPS[op_name]
+    if op.kind == "peer":
+        return size == p2p_bytes
+    return size in swept and (op.kind != "transfer" or size <= TRANSFER_DEFAULT_MAX_BYTES)
+
+
+def make_plan(facts: Facts, options: MembwOptions) -> MembwPlan:
+    """Validate the options and build the plan, sizes outer, ops inner (each size's buffers are filled once).
+
+    Bad input raises UsageError (exit 2): an unknown op, a size list off the grammar, a size below
+    one element, or an explicit size at which no requested op fits in memory. A point that does not
+    fit while others at its size do is kept as a skipped point (out of memory); ops that cannot run
+    on this device are one skipped point each (`bytes` 0). Without --sizes, the device-memory ops
+    sweep `default_sizes`, h2d/d2h leave the sizes above 1 GiB out, and p2p runs at one size
+    (`p2p_default_bytes`: 512 MiB unless memory is short), whatever the profile.
     """
-    names = list(ops) if ops is not None else default_ops(facts)
-    explicit = sizes is not None
+    names = parse_ops(options.ops) or default_ops(facts)
+    requested = parse_size_list(options.sizes)
+    explicit = requested is not None
     if explicit:
-        if not sizes:
+        if not requested:
             raise UsageError("--sizes is empty")
-        for size in sizes:
+        for size in requested:
             if buffer_bytes(size) <= 0:
                 raise UsageError(f"--sizes {size}: a buffer holds at least one float32 ({ELEMENT_BYTES} bytes)")
-        swept = [buffer_bytes(s) for s in sizes]
-    else:
-        swept = default_sizes(facts, names, quick)
     points = []
     for name in names:
         why = _op_skip_reason(name, facts)
         if why:
             points.append(Point(name, 0, 1, skip=why))
     runnable = [n for n in names if _op_skip_reason(n, facts) is None]
-    for size in swept:
+    swept, p2p_bytes = [], None
+    if explicit:
+        sizes = [buffer_bytes(s) for s in requested]
+    else:
+        sweeping = [n for n in runnable if OPS[n].kind != "peer"]
+        swept = default_sizes(facts, sweeping, options.quick) if sweeping else []
+        p2p_bytes = p2p_default_bytes(facts) if "p2p" in runnable else None
+        sizes = sorted(set(swept) | ({p2p_bytes} if p2p_bytes else set()))
+    for size in sizes:
         at_size = []
         for name in runnable:
-            if OPS[name].kind == "transfer" and not explicit and size > TRANSFER_DEFAULT_MAX_BYTES:
+            if not explicit and not _default_size_for(name, size, swept, p2p_bytes):
                 continue
-            if OPS[name].kind == "peer" and not explicit and size != _p2p_default(swept):
-                continue
-            for point in _points_for(name, size, facts, rotate):
+            for point in _points_for(name, size, facts, options.rotate):
                 problem = point.skip or memory_problem(point, facts)
                 at_size.append(point if problem is None else _with_skip(point, problem))
         if explicit and at_size and all(p.skip and p.skip.startswith("out of memory") for p in at_size):
             raise UsageError(f"--sizes {format_bytes(size)}: {at_size[0].skip}")
         points += at_size
-    return MembwPlan(points=tuple(points), sizes=tuple(swept), quick=quick, rotate=rotate)
-
-
-def _p2p_default(swept: Sequence[int]) -> int:
-    fitting = [s for s in swept if s <= P2P_DEFAULT_BYTES]
-    return max(fitting) if fitting else min(swept)
+    used = tuple(sorted({p.bytes for p in points if p.bytes}))
+    return MembwPlan(points=tuple(points), sizes=used, quick=options.quick, rotate=options.rotate)
 
 
 def _with_skip(point: Point, why: str) -> Point:
-    return Point(point.op, point.bytes, point.sets, point.host_memory, point.src, point.dst, skip=why)
+    return dataclasses.replace(point, skip=why)
+
+
+# -- rules the report shares: which op answers which spec, which points give the peak -----------------
+
+
+def op_family(op_name: str) -> Family:
+    """The family of an op by name (records carry it as `family`); an unknown name counts as device memory."""
+    op = OPS.get(str(op_name))
+    return op.family if op is not None else Family.HBM
+
+
+def is_large_buffer(op_name: str, size_bytes: int, llc_bytes: Optional[int]) -> bool:
+    """Whether one buffer set of a device-memory op alone is at least `ROTATION_LLC_FACTOR` x the LLC.
+
+    Such a point streams more than any cache holds in every call, whatever the rotation: the peak
+    comes from these points. It is the rule that makes `rotation_sets` use one set (an unknown LLC
+    counts as `DEFAULT_LLC_BYTES`, as in `Facts.llc`). Transfers and peer copies are never large.
+    """
+    op = OPS.get(str(op_name))
+    if op is None or op.kind != "device":
+        return False
+    return op.device_buffers * aligned_bytes(int(size_bytes)) >= ROTATION_LLC_FACTOR * (llc_bytes or DEFAULT_LLC_BYTES)
+
+
+def is_large(record: dict, llc_bytes: Optional[int]) -> bool:
+    """A record's `large` fact when the probe recorded it, else `is_large_buffer` on its op and bytes."""
+    params = record["params"]
+    if isinstance(params.get("large"), bool):
+        return params["large"]
+    return is_large_buffer(params["op"], params["bytes"], llc_bytes)
+
+
+def peaks(records: list, llc_bytes: Optional[int]) -> tuple:
+    """({op: best record by median gbps}, from_large) over the device-memory ops' ok records.
+
+    The best is taken among the large points (`is_large`) when there are some, else among the
+    points that were not cache-resident.
+    """
+    ok = [r for r in records if r.get("status") == "ok" and r.get("probe", "membw") == "membw"
+          and OPS.get(r["params"].get("op")) is not None and OPS[r["params"]["op"]].kind == "device"]
+    large = [r for r in ok if is_large(r, llc_bytes)]
+    pool = large or [r for r in ok if not r["params"].get("cache_resident")]
+    best = {}
+    for record in pool:
+        op = record["params"]["op"]
+        if op not in best or record["metrics"]["gbps"] > best[op]["metrics"]["gbps"]:
+            best[op] = record
+    return best, bool(large)

@@ -7,22 +7,26 @@ nothing fails the check. The shared timing loop (`mlbench.timing.time_call`: est
 events created ahead, one synchronize) times one call per sample; each call uses the next buffer
 set, cycling (see `plan` for why and how many). After timing, untimed, the result is verified on up
 to `CHECK_SETS` of the sets that ran: a sampled compare of `CHECK_SAMPLES` random elements plus the
-first and last (copy, write, triad, transfers), or the sum against a float64 sum (read).
+first and last (copy, write, triad, transfers), or the sum against a float64 sum (read), taken a
+chunk at a time so that checking a buffer needs at most `READ_CHECK_CHUNK_BYTES` of extra memory.
 Rates follow the byte table in `plan`: `gbps` counts bytes read + written, `gbps_copied` bytes once.
 """
 
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Callable, Optional
+from typing import Callable, Iterator, Optional
 
 import torch
 
-from ..device import Device
+from .. import host as host_facts
+from ..device import Device, can_access_peer, gpu_count, peer_memcpy, resolve
 from ..records import Result
 from ..stats import rate_metrics, summarize, time_metrics
 from ..timing import TimingPlan, time_call
-from .plan import ALIGN_BYTES, ELEMENT_BYTES, Facts, MembwPlan, Point, gbps, gbps_copied, traffic
+from .peer import copy_issuer
+from .plan import (ALIGN_BYTES, ELEMENT_BYTES, Facts, MembwPlan, Point, gbps, gbps_copied, is_large_buffer,
+                   traffic)
 
 METHOD = ("mlbench-membw/1: float32 buffers, random non-zero sources, `sets` buffer sets cycled (footprint >= 4x LLC "
           "unless --no-rotate), harness timing (median of samples), sampled verification after timing")
@@ -31,6 +35,8 @@ CHECK_SETS = 4
 TRIAD_SCALAR = 3.0
 WRITE_VALUE = 1.5
 READ_REL_TOL = 1e-3
+READ_CHECK_CHUNK_BYTES = 64 << 20  # float64 temporaries of the read check (bounded whatever the buffer size)
+FLOAT64_BYTES = 8
 TRIAD_REL_TOL = 1e-5
 RANDOM_BLOCK = 1 << 16
 
@@ -47,9 +53,9 @@ def timing_plan(device_type: str, quick: bool) -> TimingPlan:
 
 def device_facts(device: Device) -> Facts:
     """The plan's view of a device: cache, free memory (device and host), GPUs visible."""
-    host = Device(torch.device("cpu"), device.info) if device.type != "cpu" else device
-    gpus = torch.cuda.device_count() if device.type == "cuda" else 0
-    return Facts(device.type, device.info.llc_bytes, device.free_memory_bytes(), host.free_memory_bytes(), gpus)
+    gpus = gpu_count() if device.type == "cuda" else 0
+    return Facts(device.type, device.info.llc_bytes, device.free_memory_bytes(), host_facts.available_memory_bytes(),
+                 gpus)
 
 
 def fill_random(buffer: "torch.Tensor", seed: int) -> None:
@@ -64,6 +70,20 @@ def fill_random(buffer: "torch.Tensor", seed: int) -> None:
         torch.add(base.unsqueeze(0), offsets, out=buffer[: full * block].view(full, block))
     if n > full * block:
         buffer[full * block:].copy_(base[: n - full * block])
+
+
+def float64_sum(tensor: "torch.Tensor", chunk_elements: Optional[int] = None) -> float:
+    """The sum of a 1-D tensor in float64, a chunk at a time (`READ_CHECK_CHUNK_BYTES` of float64 by default).
+
+    `tensor.sum(dtype=torch.float64)` converts the whole tensor first, twice a float32 buffer's size of
+    extra memory; here each chunk is converted and summed in turn and the partial sums are added in
+    float64, so the extra memory is one chunk's, whatever the tensor's size.
+    """
+    step = chunk_elements or READ_CHECK_CHUNK_BYTES // FLOAT64_BYTES
+    total = torch.zeros((), dtype=torch.float64, device=tensor.device)
+    for start in range(0, tensor.numel(), step):
+        total += tensor[start:start + step].sum(dtype=torch.float64)
+    return float(total)
 
 
 def sample_indices(n: int, device: "torch.device", seed: int) -> "torch.Tensor":
@@ -115,6 +135,7 @@ class BandwidthProbe:
         self._host = {}
         self._seed = 0
         self._device_context = None
+        self._numa = None  # the host NUMA binding, made before the first host buffer is allocated
 
     # -- memory ------------------------------------------------------------------------------
 
@@ -138,6 +159,8 @@ class BandwidthProbe:
         return self._arena
 
     def _host_arena(self, kind: str, nbytes: int) -> "torch.Tensor":
+        if self._numa is None:
+            self._numa = self.device.bind_host_numa()  # pinned and pageable buffers local to the GPU
         current = self._host.get(kind)
         if current is None or current.numel() * ELEMENT_BYTES < nbytes:
             self._host.pop(kind, None)
@@ -150,10 +173,9 @@ class BandwidthProbe:
         self.device.empty_cache()
 
     def __enter__(self) -> "BandwidthProbe":
-        # events record on the current device's stream: make it this device's (cuda:N, N > 0)
-        self._device_context = torch.cuda.device(self.device.torch_device) if self.device.type == "cuda" else None
-        if self._device_context is not None:
-            self._device_context.__enter__()
+        # allocations and libraries without an explicit device land on the current one: make it this one
+        self._device_context = self.device.as_current()
+        self._device_context.__enter__()
         return self
 
     def __exit__(self, *exc) -> None:
@@ -228,7 +250,7 @@ class BandwidthProbe:
         self.device.synchronize()
         if point.op == "read":
             (src,) = buffers.sets[buffers.last()]
-            want = float(src.sum(dtype=torch.float64))
+            want = float64_sum(src)
             got = float(buffers.acc)
             rel = abs(got - want) / abs(want)
             return None if rel <= READ_REL_TOL else f"read: sum {got:.9g} vs float64 {want:.9g} (relative error {rel:.2g})"
@@ -253,6 +275,12 @@ class BandwidthProbe:
 
     # -- measuring ---------------------------------------------------------------------------
 
+    def results(self, plan: MembwPlan) -> Iterator[Result]:
+        """One `Result` per point of the plan, in order, the device arena reserved before the first."""
+        self.reserve(plan)
+        for point in plan.points:
+            yield self.measure(point)
+
     def measure(self, point: Point) -> Result:
         params = point.params()
         if point.skip:
@@ -270,58 +298,66 @@ class BandwidthProbe:
             return self._failure(point, params, exc)
         finally:
             del buffers
+        params.update(self._placement_params(point))
         return self._result(point, params, timing, problem)
+
+    def _placement_params(self, point: Point) -> dict:
+        """Where the cache size came from; for transfers, the NUMA binding the host buffers were made under."""
+        placement = self.device.info.llc_params()
+        if point.spec.kind == "transfer" and self._numa is not None:
+            placement.update(self._numa.params())
+        return placement
 
     def _measure_peer(self, point: Point) -> Result:
         """GPU `src` -> GPU `dst` on the copy engine: `write` issued on the source's stream (torch's
         copy), `read` on the destination's (the runtime's peer memcpy, see `mlbench.membw.peer`)."""
         params = point.params()
-        if not torch.cuda.can_device_access_peer(point.src, point.dst):
+        if not can_access_peer(point.src, point.dst):
             return Result.skipped(params, f"cuda:{point.src} cannot reach cuda:{point.dst} by peer access "
                                           "(torch would stage the copy through host memory)")
-        from ..device import resolve
-        from .peer import memcpy_peer_async
-
-        issuer = point.src if point.direction != "read" else point.dst
         n = point.bytes // ELEMENT_BYTES
         src = dst = buffers = None
         try:
-            memcpy = memcpy_peer_async() if point.direction == "read" else None
+            memcpy = peer_memcpy() if point.direction == "read" else None
         except OSError as exc:
             return Result.skipped(params, f"p2p read needs the GPU runtime's peer memcpy: {exc}")
         try:
-            with torch.cuda.device(issuer):
-                issuing_device = resolve(f"cuda:{issuer}")
-                src = torch.empty(n, dtype=torch.float32, device=f"cuda:{point.src}")
-                dst = torch.empty(n, dtype=torch.float32, device=f"cuda:{point.dst}")
+            src_device, dst_device = resolve(f"cuda:{point.src}"), resolve(f"cuda:{point.dst}")
+            issuer = copy_issuer(point.direction, point.src, point.dst)
+            issuing_device = dst_device if issuer == point.dst else src_device
+            with issuing_device.as_current():
+                src = torch.empty(n, dtype=torch.float32, device=src_device.torch_device)
+                dst = torch.empty(n, dtype=torch.float32, device=dst_device.torch_device)
                 self._seed += 1
                 fill_random(src, self._seed)
                 dst.fill_(-1.0)
                 if memcpy is not None:
                     # the destination pulls: make sure it has peer access to the source (torch enables
                     # it for the device that issues a copy), else the runtime would stage through the host
-                    with torch.cuda.device(point.dst):
+                    with dst_device.as_current():
                         src[:1].copy_(dst[:1])
                     src[:1].fill_(1.0)
-                torch.cuda.synchronize(point.src)
-                torch.cuda.synchronize(point.dst)
+                src_device.synchronize()
+                dst_device.synchronize()
                 if memcpy is None:
                     copy = lambda: dst.copy_(src, non_blocking=True)  # noqa: E731
                 else:
-                    stream = torch.cuda.current_stream(point.dst).cuda_stream
+                    stream = dst_device.stream_handle()
                     nbytes = n * ELEMENT_BYTES
-                    copy = lambda: memcpy(dst.data_ptr(), point.dst, src.data_ptr(), point.src, nbytes, stream)  # noqa: E731
+                    copy = lambda: memcpy(  # noqa: E731
+                        dst.data_ptr(), point.dst, src.data_ptr(), point.src, nbytes, stream)
                 call, used, last = _cycling([copy])
                 buffers = Buffers([(src, dst)], call, used, last)
                 timing = time_call(buffers.call, issuing_device, timing_plan("cuda", self.quick))
-                torch.cuda.synchronize(point.src)
-                torch.cuda.synchronize(point.dst)
+                src_device.synchronize()
+                dst_device.synchronize()
                 problem = self._check(point, buffers)
         except Exception as exc:  # noqa: BLE001
             return self._failure(point, params, exc)
         finally:
             src = dst = buffers = copy = None  # drop the GPU buffers before the next pair
-            torch.cuda.empty_cache()
+            self.device.empty_cache()
+        params.update(self._placement_params(point))
         return self._result(point, params, timing, problem)
 
     def _failure(self, point: Point, params: dict, exc: BaseException) -> Result:
@@ -348,7 +384,8 @@ class BandwidthProbe:
         llc = self.llc_bytes or 0
         cache_resident = bool(llc) and point.cache_resident(llc)
         params.update(dtype="float32", sets=point.sets, footprint_bytes=point.device_bytes,
-                      cache_resident=cache_resident, timer=timing.timer, method=METHOD)
+                      cache_resident=cache_resident, large=is_large_buffer(point.op, point.bytes, self.llc_bytes),
+                      family=op.family.value, timer=timing.timer, method=METHOD)
         if self.device.type == "cpu":
             params["threads"] = torch.get_num_threads()
         flags = ["noisy"] if stats.noisy else []

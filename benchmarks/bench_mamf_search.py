@@ -25,7 +25,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 from mlbench.device import resolve  # noqa: E402
 from mlbench.mamf.plan import Grid, MamfPlan, SearchState, Shape, parse_dim, parse_dtype  # noqa: E402
 from mlbench.mamf.probe import MatmulProbe  # noqa: E402
-from mlbench.mamf.run import run  # noqa: E402
+from mlbench.mamf.probe import results as run  # noqa: E402
 from mlbench.stats import median  # noqa: E402
 
 

@@ -7,7 +7,8 @@ from mlbench.device import resolve
 from mlbench.mamf import probe as probe_module
 from mlbench.mamf.plan import MamfPlan, Shape, parse_dtype
 from mlbench.mamf.probe import MatmulProbe, make_operands, spot_check
-from mlbench.mamf.run import best_record, run
+from mlbench.mamf.plan import best_record
+from mlbench.mamf.probe import results as run
 
 
 @pytest.fixture(scope="module")

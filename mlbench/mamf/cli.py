@@ -36,7 +36,7 @@ class Mamf(harness.Probe):
         from .. import specs
         from ..device import resolve
         from .probe import MatmulProbe, unsupported_reason
-        from .run import run
+        from .probe import results
 
         dev = resolve(options.device)
         dtype = parse_dtype(options.dtype)
@@ -46,15 +46,15 @@ class Mamf(harness.Probe):
         header = f"{dtype.name} on {dev.info.name} ({dev.torch_device}); {plan.describe()}"
         why = unsupported_reason(dtype, dev)
         if why:
-            results = [Result.skipped({"m": 0, "n": 0, "k": 0, "dtype": dtype.name}, why)]
-            yield harness.Run(dev.info.record(), header, results, lambda records, interrupted: "", total=1,
+            skipped = [Result.skipped({"m": 0, "n": 0, "k": 0, "dtype": dtype.name}, why)]
+            yield harness.Run(dev.info.record(), header, skipped, lambda records, interrupted: "", total=1,
                               noun="shape(s)")
             return
         total = len(plan.grid) if plan.mode == "sweep" and plan.grid is not None else (len(plan.shapes) or None)
         tracker = BestTracker()
         with MatmulProbe(dev, dtype, quick=options.quick, peak_tflops=peak, fast_accum=options.fp8_fast_accum) as probe:
             yield harness.Run(
-                dev.info.record(), header, run(plan, probe),
+                dev.info.record(), header, results(plan, probe),
                 summary=lambda records, interrupted: summary_text(records, dev.info.name, dtype.name, peak, spec, interrupted),
                 total=total, progress_text=tracker.text, noun="shape(s)",
             )

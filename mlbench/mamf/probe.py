@@ -14,7 +14,7 @@ from __future__ import annotations
 import math
 import time
 from dataclasses import dataclass
-from typing import Callable, Optional
+from typing import Callable, Iterator, Optional
 
 import torch
 
@@ -22,7 +22,7 @@ from ..device import Device, is_rocm
 from ..records import Result
 from ..stats import rate_metrics, summarize, time_metrics
 from ..timing import TimingPlan, time_call
-from .plan import DType, Shape, tflops
+from .plan import DType, MamfPlan, SearchSettings, SearchState, Shape, search, sweep_shapes, tflops
 
 METHOD = ("mlbench-mamf/1: A(m,k) @ B(n,k)^T into preallocated C, random normal inputs, cache flush before each "
           "timed call, median of samples")
@@ -284,3 +284,33 @@ class MatmulProbe:
                           error=f"spot check failed at {shape}: max |C-ref|/rms(ref) = {check_err:.3g} > "
                                 f"{self.dtype.check_tolerance:g}")
         return Result(params=params, metrics=metrics, flags=flags, raw=raw)
+
+
+# ---------------------------------------------------------------------------------------------
+# running a plan: the warm-up, then a sweep or the search, one Result per measured shape
+
+def warmup_shape(plan: MamfPlan) -> Shape:
+    """The plan's middle-sized shape: big enough to load the device, small enough to fit."""
+    shapes = sorted(sweep_shapes(plan) if plan.grid is None else [plan.grid.shape((len(plan.grid.m) // 2, len(plan.grid.n) // 2, len(plan.grid.k) // 2))],
+                    key=lambda s: s.flops)
+    return shapes[len(shapes) // 2]
+
+
+def results(plan: MamfPlan, probe: MatmulProbe, settings: Optional[SearchSettings] = None,
+        state: Optional[SearchState] = None) -> Iterator:
+    """Yield a Result per measured shape (params carry `mode`, and `phase` in a search)."""
+    probe.warm_up(warmup_shape(plan), plan.warmup_s)
+    if plan.mode == "sweep":
+        for shape in sweep_shapes(plan):
+            yield probe.measure(shape, mode="sweep")
+        return
+    last = {}
+
+    def measure(shape: Shape, phase: str):
+        result = probe.measure(shape, short=phase != "confirm", mode="search", phase=phase)
+        last["result"] = result
+        return result.metrics["tflops"] if result.ok else None
+
+    for _phase, _shape, _score in search(plan.grid, measure, settings or SearchSettings(), state):
+        yield last["result"]
+

@@ -61,6 +61,12 @@ class Probe:
     def validate(self, options) -> None:
         """Torch-free checks of the options (raise exitcodes.UsageError); nothing is written before."""
 
+    def check_out(self, options) -> None:
+        """Refuse an --out that cannot be written, before anything starts (exit 2). A probe whose ranks
+        agree on it once started (rank 0 checks, every rank learns the answer) overrides this."""
+        if options.out:
+            check_writable(options.out)
+
     def delegate(self, options) -> Optional[int]:
         """Run somewhere else instead (e.g. re-launch under torchrun) and return its exit code; None: run here."""
         return None
@@ -143,8 +149,7 @@ def run_probe(probe: Probe, options: ProbeOptions, argv: Optional[Sequence[str]]
     from .session import ProbeSession
 
     probe.validate(options)
-    if options.out:
-        check_writable(options.out)
+    probe.check_out(options)
     delegated = probe.delegate(options)
     if delegated is not None:
         return delegated

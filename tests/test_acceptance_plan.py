@@ -34,30 +34,46 @@ def test_profiles_are_ordered_by_time_and_quick_uses_quick():
         assert "--quick" in step.processes[0].args
 
 
+def options_of(process):
+    """The options object a probe process's command line builds, parsed by the probe's own CLI."""
+    import importlib
+
+    probe = importlib.import_module(process.module + ".cli")
+    command = probe.command
+    options_class = next(c for c in vars(probe).values() if isinstance(c, type) and c.__name__.endswith("Options")
+                         and c.__module__.endswith(".plan"))
+    return options_class(**command.make_context(command.name, list(process.args)).params)
+
+
 def test_one_mamf_and_membw_process_per_gpu():
     plan = build("standard", GPU8, "/d", "r", select("mamf,membw,collectives", None))
     mamf, membw, links, coll = plan.steps
-    assert [p.args[:2] for p in mamf.processes] == [("--device", f"cuda:{i}") for i in range(8)]
+    assert [options_of(p).device for p in mamf.processes] == [f"cuda:{i}" for i in range(8)]
     assert [p.out for p in membw.processes] == [f"membw-gpu{i}.jsonl" for i in range(8)]
-    assert all(p.args[2:4] == ("--ops", "copy,read,write,triad") for p in membw.processes) and membw.concurrent
+    assert all(options_of(p).ops == "copy,read,write,triad" for p in membw.processes) and membw.concurrent
     # the links one GPU at a time, then one process for the whole peer-to-peer matrix
     assert not links.concurrent
-    assert [p.args[:4] for p in links.processes[:8]] == [("--device", f"cuda:{i}", "--ops", "h2d,d2h") for i in range(8)]
-    assert links.processes[-1].args[:4] == ("--device", "cuda:0", "--ops", "p2p")
+    assert [(options_of(p).device, options_of(p).ops) for p in links.processes[:8]] == [
+        (f"cuda:{i}", "h2d,d2h") for i in range(8)]
+    assert (options_of(links.processes[-1]).device, options_of(links.processes[-1]).ops) == ("cuda:0", "p2p")
     assert coll.processes[0].args[:2] == ("--nproc-per-node", "8")  # all local GPUs in one job
     assert not coll.node_local
 
 
 def test_a_one_gpu_node_keeps_membw_in_one_process():
+    from mlbench.membw.plan import MembwOptions
+
     plan = build("quick", NodeLayout("g", "cuda", 1), "/d", "r", select("membw", None))
     (membw,) = plan.steps
-    assert [p.args for p in membw.processes] == [("--device", "cuda:0", "--quick", "--out", "membw.jsonl")]
+    (process,) = membw.processes
+    assert options_of(process) == MembwOptions(device="cuda:0", quick=True, out="membw.jsonl")
 
 
 def test_cpu_collectives_use_two_gloo_ranks_and_storage_goes_to_io_dir():
     plan = build("quick", CPU, "/scratch", "r", select("collectives,diskio", None))
     assert plan.steps[0].processes[0].args[:2] == ("--nproc-per-node", "2")
-    assert plan.steps[1].processes[0].args[:2] == ("--dir", "/scratch")
+    diskio = options_of(plan.steps[1].processes[0])
+    assert diskio.directory == "/scratch" and diskio.quick
 
 
 def test_cluster_mode_launches_collectives_through_torchrun_across_nodes():

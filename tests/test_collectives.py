@@ -11,10 +11,20 @@ import time
 from pathlib import Path
 
 import pytest
-
 from conftest import REPO, read_jsonl
-from mlbench.collectives.plan import (DTYPES, OPS, algbw_gbps, busbw_gbps, fill_levels, make_plan,
-                                      max_repeats_in_place, parse_dtype)
+
+from mlbench.collectives.plan import (
+    DTYPES,
+    OPS,
+    CollectivesOptions,
+    Fill,
+    algbw_gbps,
+    busbw_gbps,
+    fill_for,
+    make_plan,
+    max_repeats_in_place,
+    parse_dtype,
+)
 from mlbench.exitcodes import UsageError
 from mlbench.records import validate
 from mlbench.stats import median
@@ -61,10 +71,14 @@ def test_algbw_and_busbw_from_time():
     assert busbw_gbps(OPS["all_gather"], 4 * 10 ** 6, 0.001, 4) == pytest.approx(3.0)
 
 
-def test_fill_levels_and_in_place_repeats_stay_exact_and_finite():
-    assert fill_levels(FP32, 8) == 4
-    assert fill_levels(BF16, 128) == 2  # 128 ranks x 2 = 256: the largest exact bf16 integer range
-    assert fill_levels(BF16, 512) == 1
+def test_fill_and_in_place_repeats_stay_exact_and_finite():
+    all_reduce, all_gather = OPS["all_reduce"], OPS["all_gather"]
+    assert fill_for(all_reduce, FP32, 8) == Fill(levels=4, active=8, world_size=8)
+    assert fill_for(all_reduce, BF16, 128) == Fill(2, 128, 128)  # 128 ranks x 2 = 256: the largest exact bf16 integer
+    # 512 ranks: 256 of them (per element) carry a 1, the others 0: the sum is 256, exact in bf16
+    assert fill_for(all_reduce, BF16, 512) == Fill(1, 256, 512)
+    assert fill_for(OPS["reduce_scatter"], FP16, 65536) == Fill(1, 2048, 65536)
+    assert fill_for(all_gather, BF16, 512) == Fill(4, 512, 512)  # moved, not summed: every rank, values 1..4
     # fp16 (max 65504), 2 ranks, values <= 4: 12 in-place sums reach 4 * 2^12 = 16384 < 65504/2
     assert max_repeats_in_place(OPS["all_reduce"], FP16, 2, 4) == 12
     assert max_repeats_in_place(OPS["all_gather"], FP16, 2, 4) is None
@@ -79,16 +93,17 @@ def test_fill_levels_and_in_place_repeats_stay_exact_and_finite():
     ({"dtype": "int8"}, "unknown --dtype"),
     ({"timeout_s": 0}, "--timeout"),
     ({"modes": "fast"}, "bad --modes"),
+    ({"backend": "mpi"}, "bad --backend"),
 ])
 def test_plan_rejects_bad_input(kwargs, message):
-    args = dict(ops=None, sizes=None, dtype="fp32", modes=None, timeout_s=60, quick=True, device_type="cpu")
-    args.update(kwargs)
+    options = CollectivesOptions(timeout_s=60, quick=True).replace(**kwargs)
     with pytest.raises(UsageError, match=message.replace("(", r"\(")):
-        make_plan(**args)
+        make_plan("cpu", options)
 
 
 def test_plan_points_use_the_placements_torch_has():
-    plan = make_plan("all_reduce,all_gather,all_to_all", "1K", "fp32", None, 60, True, "cpu")
+    plan = make_plan("cpu", CollectivesOptions(ops="all_reduce,all_gather,all_to_all", sizes="1K", timeout_s=60,
+                                               quick=True))
     points = [(p.op.name, p.in_place, p.mode) for p in plan.points(2)]
     assert points == [("all_reduce", True, "throughput"), ("all_reduce", True, "latency"),
                       ("all_gather", False, "throughput"), ("all_gather", True, "throughput"),
@@ -99,14 +114,14 @@ def test_plan_points_use_the_placements_torch_has():
 
 # --- the exact check: a reference collective in plain torch, and an injected corruption -------
 
-def _simulate(op: str, n: int, count: int, levels: int):
+def _simulate(op: str, n: int, count: int, fill: Fill):
     """What every rank holds after `op` (plain torch, no process group), from probe.values inputs."""
     import torch
 
     from mlbench.collectives.probe import values
 
     def inputs(r, length):
-        return values(r, torch.arange(length, dtype=torch.int64), levels).to(torch.float32)
+        return values(r, torch.arange(length, dtype=torch.int64), fill).to(torch.float32)
 
     if op == "all_reduce":
         total = sum(inputs(r, count) for r in range(n))
@@ -130,24 +145,24 @@ def _simulate(op: str, n: int, count: int, levels: int):
 def test_expected_values_match_a_reference_and_catch_one_corrupt_element(op, n):
     from mlbench.collectives.probe import count_wrong, expected_values
 
-    count, levels = 37, fill_levels(FP32, n)
-    results = _simulate(op, n, count, levels)
+    count, fill = 37, fill_for(OPS[op], FP32, n)
+    results = _simulate(op, n, count, fill)
     for rank, result in enumerate(results):
-        expect = lambda index, rank=rank: expected_values(op, rank, n, count, levels, index)  # noqa: E731
+        expect = lambda index, rank=rank: expected_values(op, rank, count, fill, index)  # noqa: E731
         assert count_wrong(result, expect) == 0
     corrupt = results[n - 1].clone()
     corrupt[len(corrupt) // 2] += 1
-    assert count_wrong(corrupt, lambda index: expected_values(op, n - 1, n, count, levels, index)) == 1
+    assert count_wrong(corrupt, lambda index: expected_values(op, n - 1, count, fill, index)) == 1
 
 
 def test_inputs_are_small_nonzero_integers_that_differ_between_ranks():
     import torch
 
-    from mlbench.collectives.probe import fill
+    from mlbench.collectives.probe import fill_inputs
 
     a, b = torch.empty(1000), torch.empty(1000)
-    fill(a, 0, 4)
-    fill(b, 1, 4)
+    fill_inputs(a, 0, Fill(4, 2, 2))
+    fill_inputs(b, 1, Fill(4, 2, 2))
     assert a.min() >= 1 and a.max() <= 4 and torch.equal(a, a.round())
     assert not torch.equal(a, b)
 
@@ -249,7 +264,8 @@ def test_two_ranks_through_nproc_per_node_relaunch(tmp_path):
 def test_three_ranks_odd_sizes_bf16(tmp_path):
     out = tmp_path / "c.jsonl"
     proc = subprocess.run(_torchrun(3, "--quick", "--dtype", "bf16", "--modes", "throughput", "--sizes", "1000,12345",
-                                    "--ops", "all_reduce,all_gather,reduce_scatter,all_to_all,sendrecv", "--out", str(out)),
+                                    "--ops", "all_reduce,all_gather,reduce_scatter,all_to_all,sendrecv",
+                                    "--out", str(out)),
                           cwd=tmp_path, capture_output=True, text=True, timeout=90, env=_env())
     assert proc.returncode == 0, proc.stderr[-2000:]
     records = read_jsonl(out)
@@ -316,6 +332,17 @@ def test_bad_input_under_torchrun_exits_2_on_every_rank(tmp_path):
     assert not (tmp_path / "results").exists()
 
 
+def test_bad_out_under_torchrun_is_checked_by_rank_0_and_exits_2_on_every_rank(tmp_path):
+    (tmp_path / "adir").mkdir()
+    proc = subprocess.run(_torchrun(2, "--quick", "--sizes", "1K", "--out", str(tmp_path / "adir")), cwd=tmp_path,
+                          capture_output=True, text=True, timeout=60, env=_env())
+    assert proc.returncode != 0
+    ours = [line for line in proc.stderr.splitlines() if line.startswith("python -m mlbench.collectives: error: --out")]
+    assert len(ours) == 2 and all("is a directory" in line for line in ours)  # rank 0's answer, said by each rank
+    assert "exitcode  : 2" in proc.stderr
+    assert list((tmp_path / "adir").iterdir()) == [] and not (tmp_path / "results").exists()
+
+
 def _parents() -> dict:
     """{pid: parent pid} of every process."""
     found = {}
@@ -323,7 +350,8 @@ def _parents() -> dict:
         if entry.name.isdigit():
             try:
                 status = (entry / "status").read_text()
-                found[int(entry.name)] = int(next(line.split()[1] for line in status.splitlines() if line.startswith("PPid:")))
+                ppid = next(line.split()[1] for line in status.splitlines() if line.startswith("PPid:"))
+                found[int(entry.name)] = int(ppid)
             except (OSError, StopIteration, ValueError):
                 continue
     return found
@@ -339,7 +367,8 @@ def _workers(root: int) -> dict:
     found = {}
     for pid in below:
         try:
-            env = dict(item.split("=", 1) for item in Path(f"/proc/{pid}/environ").read_text().split("\0") if "=" in item)
+            items = Path(f"/proc/{pid}/environ").read_text().split("\0")
+            env = dict(item.split("=", 1) for item in items if "=" in item)
         except OSError:
             continue
         if "RANK" in env and "LOCAL_RANK" in env and "mlbench" in Path(f"/proc/{pid}/cmdline").read_text():

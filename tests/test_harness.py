@@ -183,3 +183,16 @@ def test_delegate_replaces_the_local_run():
 
     probe = Elsewhere()
     assert harness.run_probe(probe, FakeOptions()) == 3 and probe.started == 0
+
+
+def test_a_probe_can_move_the_out_check_into_its_start(tmp_path):
+    """A probe whose ranks agree on --out once started (rank 0 checks it) skips the early check."""
+    class ChecksLater(FakeProbe):
+        def check_out(self, options):
+            pass
+
+    (tmp_path / "adir").mkdir()
+    probe = ChecksLater()
+    with pytest.raises(UsageError, match="is a directory"):  # the writing session still refuses it
+        harness.run_probe(probe, FakeOptions(out=str(tmp_path / "adir")))
+    assert probe.started == 1

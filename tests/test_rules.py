@@ -201,3 +201,23 @@ def test_info_is_listed_never_fatal_and_needs_no_attention():
     assert "**Verdict: PASS** (exit 0): 0 FAIL, 0 WARN, 0 INCOMPLETE, 1 INFO, 0 PASS." == summary[0]
     attention = sections(rows, None, [])[0]
     assert attention.rows == [] and attention.notes == ["Every check passes."]
+
+
+# -- collectives: the probe's above-link rule is the report's ----------------------------------------
+
+
+@pytest.mark.parametrize("op, busbw, suspect", [
+    ("all_reduce", 480.0, False),  # NVLS on 8 x H100: above the 450 link figure, within 2(n-1)/(n+1) x 450 = 700
+    ("all_reduce", 720.0, True),
+    ("all_gather", 480.0, True),  # nothing sums in the switch: above the link is suspect
+    ("all_gather", 400.0, False),
+])
+def test_report_and_probe_agree_on_busbw_above_the_link(tmp_path, op, busbw, suspect):
+    from mlbench.collectives.plan import above_link_spec
+    from report_records import coll
+
+    assert above_link_spec(op, busbw, 8, 450.0) is suspect
+    records = [coll(op, size, busbw) for size in (1 << 20, 1 << 30)]
+    row = only(judge(records, tmp_path), f"busbw.{op}")
+    assert (row["verdict"] == "WARN") is suspect, row["reason"]
+    assert row["verdict"] in ("PASS", "WARN")

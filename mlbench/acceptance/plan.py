@@ -3,7 +3,8 @@
 A step runs its processes at the same time (one per GPU for mamf and membw, so the report sees the
 slowest GPU and the spread inside the node: the silicon lottery), then the next step starts.
 Each process is a probe's own CLI (`python -m mlbench.<probe> ...`) writing its own `.jsonl`, so
-a failing probe cannot take the run down and an interrupted step can be re-run on `--resume`.
+a failing probe cannot take the run down and an interrupted step can be re-run on `--resume`. Its
+command line comes from the probe's options object (`to_argv`), the same class its CLI parses.
 
 Profiles (times are estimates for one 8-GPU node; a CPU node takes seconds for `quick`):
 - quick: ~2 minutes. MAMF's quick sweep, membw's quick sizes, collectives' quick sizes, storage for
@@ -21,7 +22,12 @@ from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Optional, Sequence
 
+from ..collectives.plan import CollectivesOptions
+from ..diskio.plan import DiskioOptions
 from ..exitcodes import UsageError
+from ..mamf.plan import MamfOptions
+from ..membw.plan import MembwOptions
+from ..options import ProbeOptions
 
 PROBES = ("node", "mamf", "membw", "collectives", "diskio")
 PROFILES = ("quick", "standard", "full")
@@ -114,82 +120,105 @@ def select(only: Optional[str], skip: Optional[str]) -> list:
     return [p for p in PROBES if p not in skipped]
 
 
-def _per_device(node: NodeLayout, module: str, probe: str, args: Sequence[str]) -> tuple:
-    """One process per accelerator (cuda:i), or a single one on a CPU node."""
+def _device_name(node: NodeLayout, index: int) -> str:
+    if node.device_type == "cpu":
+        return "cpu"
+    return f"{node.device_type}:{index}" if node.device_type in ("cuda", "xpu") else node.device_type
+
+
+def _per_device(node: NodeLayout, module: str, probe: str, options: ProbeOptions) -> tuple:
+    """One process per accelerator (cuda:i), or a single one on a CPU node; each its own records file."""
     prefix = f"{node.host}/" if node.cluster else ""
     if node.devices <= 1:
-        device = "cpu" if node.device_type == "cpu" else f"{node.device_type}:0" if node.device_type in ("cuda", "xpu") else node.device_type
-        out = f"{prefix}{probe}.jsonl"
-        return (Process(module, ("--device", device, *args, "--out", out), out),)
+        outs = [(0, f"{prefix}{probe}.jsonl")]
+    else:
+        outs = [(i, f"{prefix}{probe}-gpu{i}.jsonl") for i in range(node.devices)]
     return tuple(
-        Process(module, ("--device", f"{node.device_type}:{i}", *args, "--out", f"{prefix}{probe}-gpu{i}.jsonl"),
-                f"{prefix}{probe}-gpu{i}.jsonl")
-        for i in range(node.devices)
+        Process(module, tuple(options.replace(device=_device_name(node, i), out=out).to_argv()), out) for i, out in outs
     )
 
 
 def _collectives(node: NodeLayout, profile: str) -> Process:
     gpu = node.device_type == "cuda"
     ranks_per_node = max(1, node.devices) if gpu else (2 if not node.cluster else 1)
-    sizes = {"quick": [], "standard": ["--sizes", "8:4G" if gpu else "8:64M", "--ops",
-                                       "all_reduce,all_gather,reduce_scatter,broadcast,all_to_all,sendrecv"],
-             "full": ["--sizes", "8:8G" if gpu else "8:256M", "--ops",
-                      "all_reduce,all_gather,reduce_scatter,broadcast,all_to_all,sendrecv"]}[profile]
-    args = ["--quick"] if profile == "quick" else []
+    all_ops = "all_reduce,all_gather,reduce_scatter,broadcast,all_to_all,sendrecv"
     # in a cluster each node names its own copy: whichever node hosts the job's rank 0 writes it
     out = f"{node.host}/collectives.jsonl" if node.cluster else "collectives.jsonl"
-    args += sizes + ["--timeout", "300" if gpu else "120", "--out", out]
+    options = {
+        "quick": CollectivesOptions(quick=True),
+        "standard": CollectivesOptions(sizes="8:4G" if gpu else "8:64M", ops=all_ops),
+        "full": CollectivesOptions(sizes="8:8G" if gpu else "8:256M", ops=all_ops),
+    }[profile].replace(timeout_s=300.0 if gpu else 120.0, out=out)
     if node.cluster:
         launcher = ("--nnodes", str(node.nodes), "--node-rank", str(node.node_rank), "--nproc-per-node", str(ranks_per_node),
                     "--rdzv-backend", "c10d", "--rdzv-endpoint", f"{node.master_addr}:{node.master_port + 1}",
                     "--rdzv-id", "mlbench-collectives", "-m", "mlbench.collectives")
-        return Process("torch.distributed.run", (*launcher, *args), out)
-    return Process("mlbench.collectives", ("--nproc-per-node", str(ranks_per_node), *args), out)
+        return Process("torch.distributed.run", (*launcher, *options.to_argv()), out)
+    return Process("mlbench.collectives", ("--nproc-per-node", str(ranks_per_node), *options.to_argv()), out)
+
+
+def _mamf(profile: str, gpu: bool) -> MamfOptions:
+    if profile == "quick":
+        return MamfOptions(quick=True)
+    if profile == "standard":
+        return MamfOptions()
+    # full: a thermal soak, then the whole grid
+    dims = "1K:20K:+1K" if gpu else "256:2048:+256"
+    return MamfOptions(search=False, m=dims, n=dims, k=dims, warmup_s=600.0 if gpu else 60.0)
+
+
+def _diskio(profile: str, io_dir: str, out: str) -> DiskioOptions:
+    options = {
+        "quick": DiskioOptions(quick=True),
+        "standard": DiskioOptions(duration_s=10.0),
+        "full": DiskioOptions(block_sizes="4K,64K,1M,16M", jobs="1,4,16", duration_s=60.0),
+    }[profile]
+    return options.replace(directory=io_dir, out=out)
 
 
 def build(profile: str, node: NodeLayout, io_dir: str, run_id: str, probes: Sequence[str]) -> AcceptancePlan:
     if profile not in PROFILES:
         raise UsageError(f"bad --profile {profile!r}: choose from {', '.join(PROFILES)}")
     gpu = node.device_type != "cpu"
+    quick = profile == "quick"
     prefix = f"{node.host}/" if node.cluster else ""
     steps = []
     if "node" in probes:
-        steps.append(Step("node", (Process("mlbench.acceptance.nodecheck", ("--io-dir", io_dir, "--out", f"{prefix}node.jsonl"), f"{prefix}node.jsonl"),),
+        out = f"{prefix}node.jsonl"
+        steps.append(Step("node", (Process("mlbench.acceptance.nodecheck", ("--io-dir", io_dir, "--out", out), out),),
                           2, "node sanity: cores, host memory and disk per GPU, GPU inventory"))
     if "mamf" in probes:
-        args = {"quick": ["--quick"], "standard": [],
-                "full": ["--sweep", "--m", "1K:20K:+1K", "--n", "1K:20K:+1K", "--k", "1K:20K:+1K", "--warmup-s", "600"] if gpu
-                else ["--sweep", "--m", "256:2048:+256", "--n", "256:2048:+256", "--k", "256:2048:+256", "--warmup-s", "60"]}[profile]
         estimate = {"quick": 30 if gpu else 5, "standard": 240 if gpu else 60, "full": 6 * 3600 if gpu else 900}[profile]
-        steps.append(Step("mamf", _per_device(node, "mlbench.mamf", "mamf", args), estimate,
+        steps.append(Step("mamf", _per_device(node, "mlbench.mamf", "mamf", _mamf(profile, gpu)), estimate,
                           "matmul TFLOPS (bf16)" + (", every GPU at once" if node.devices > 1 else f" on the {node.device_type}")))
     if "membw" in probes:
-        args = ["--quick"] if profile == "quick" else []
         estimate = {"quick": 20 if gpu else 5, "standard": 90 if gpu else 40, "full": 300}[profile]
         if node.devices <= 1:
-            steps.append(Step("membw", _per_device(node, "mlbench.membw", "membw", args), estimate,
+            steps.append(Step("membw", _per_device(node, "mlbench.membw", "membw", MembwOptions(quick=quick)), estimate,
                               "memory bandwidth: copy/read/write/triad" + (", host<->device" if gpu else "")))
         else:
             # device memory on every GPU at once (the spread inside the node); the links one GPU at a
             # time, since GPUs behind one PCIe switch or NVSwitch would share what they measure
-            steps.append(Step("membw", _per_device(node, "mlbench.membw", "membw", ["--ops", "copy,read,write,triad", *args]),
+            device_ops = MembwOptions(quick=quick, ops="copy,read,write,triad")
+            steps.append(Step("membw", _per_device(node, "mlbench.membw", "membw", device_ops),
                               estimate, "device memory bandwidth: copy/read/write/triad, every GPU at once"))
-            links = _per_device(node, "mlbench.membw", "membw-links", ["--ops", "h2d,d2h", *args])
-            prefix = f"{node.host}/" if node.cluster else ""
+            links = _per_device(node, "mlbench.membw", "membw-links", MembwOptions(quick=quick, ops="h2d,d2h"))
             if node.device_type == "cuda":
-                links += (Process("mlbench.membw", ("--device", f"{node.device_type}:0", "--ops", "p2p", *args,
-                                                    "--out", f"{prefix}membw-p2p.jsonl"), f"{prefix}membw-p2p.jsonl"),)
-            steps.append(Step("membw-links", links, {"quick": 5 * node.devices, "standard": 20 * node.devices, "full": 600}[profile],
+                p2p = MembwOptions(quick=quick, ops="p2p", device=f"{node.device_type}:0", out=f"{prefix}membw-p2p.jsonl")
+                links += (Process("mlbench.membw", tuple(p2p.to_argv()), p2p.out),)
+            # p2p runs at its large size in every profile: about a quarter second a pair and direction
+            pairs = node.devices * (node.devices - 1) * 2
+            link_s = {"quick": 5 * node.devices + pairs // 4, "standard": 20 * node.devices + pairs // 2, "full": 600}[profile]
+            steps.append(Step("membw-links", links, link_s,
                               "host<->device per GPU, then the peer-to-peer matrix, one at a time", concurrent=False))
     if "collectives" in probes:
         estimate = {"quick": 30 if gpu else 15, "standard": 300 if gpu else 90, "full": 1800}[profile]
         steps.append(Step("collectives", (_collectives(node, profile),), estimate,
                           "collectives across " + ("all nodes" if node.cluster else "the local ranks"), node_local=False))
     if "diskio" in probes:
-        args = {"quick": ["--quick"], "standard": ["--duration", "10"],
-                "full": ["--block-sizes", "4K,64K,1M,16M", "--jobs", "1,4,16", "--duration", "60"]}[profile]
         estimate = {"quick": 20, "standard": 240, "full": 1800}[profile]
-        steps.append(Step("diskio", (Process("mlbench.diskio", ("--dir", io_dir, *args, "--out", f"{prefix}diskio.jsonl"), f"{prefix}diskio.jsonl"),),
+        options = _diskio(profile, io_dir, f"{prefix}diskio.jsonl")
+        steps.append(Step("diskio", (Process("mlbench.diskio", tuple(options.to_argv()), options.out),),
                           estimate, f"storage on {io_dir}: O_DIRECT sequential and random IO"))
     return AcceptancePlan(profile, tuple(steps), node, io_dir, run_id)
 

@@ -5,9 +5,10 @@
   LOCAL_RANK device; gloo on the CPU), initialises the default process group with the timeout
   (outside torchrun: a one-rank group on a local store) and gathers the rank layout.
 - `Watchdog`: a thread that ends this process when no progress was reported for `timeout_s`
-  (gloo can block forever on a stopped peer), and turns SIGTERM (torchrun tearing the job down)
-  into the same one-line message naming the op, size and rank. Records are flushed line by line,
-  so what was written stays.
+  (gloo can block forever on a stopped peer), when SIGTERM arrives (torchrun tearing the job down),
+  when the launcher that started it is gone, or when a SIGINT was not honoured within
+  `INTERRUPT_GRACE_S` (a rank blocked in a collective whose peers already left), each with one line
+  naming the op, size and rank. Records are flushed line by line, so what was written stays.
 """
 
 from __future__ import annotations
@@ -25,16 +26,12 @@ from typing import Callable, Optional
 import torch
 import torch.distributed as dist
 
-from ..device import Device, parse_device_spec, resolve
+from ..device import Device, is_rocm, nccl_version, parse_device_spec, resolve
 from ..exitcodes import INCOMPLETE, UsageError
 from ..records import hostname
+from .launch import TORCHRUN_VARS, under_torchrun  # noqa: F401 - torch-free, re-exported
 
-TORCHRUN_VARS = ("RANK", "WORLD_SIZE", "LOCAL_RANK", "MASTER_ADDR", "MASTER_PORT")
-
-
-def under_torchrun(environ=None) -> bool:
-    environ = os.environ if environ is None else environ
-    return all(name in environ for name in TORCHRUN_VARS)
+INTERRUPT_GRACE_S = 3.0  # after SIGINT: time to stop cleanly (records kept, summary printed) before exiting anyway
 
 
 @dataclass(frozen=True)
@@ -150,12 +147,7 @@ def pick_backend(device_type: str, requested: str) -> str:
 
 def backend_version(backend: str) -> str:
     if backend == "nccl":
-        try:
-            version = torch.cuda.nccl.version()
-            text = ".".join(map(str, version)) if isinstance(version, tuple) else str(version)
-        except Exception:  # noqa: BLE001 - a version we cannot read is reported as unknown
-            text = "unknown"
-        return f"{'rccl' if getattr(torch.version, 'hip', None) else 'nccl'} {text}"
+        return f"{'rccl' if is_rocm() else 'nccl'} {nccl_version() or 'unknown'}"
     return f"gloo (torch {torch.__version__})"
 
 
@@ -176,8 +168,8 @@ def setup(device_spec: str, backend: str, timeout_s: float) -> DistContext:
     if chosen == "gloo" and device.type != "cpu":
         device = resolve("cpu")  # gloo moves CPU tensors: measure the host path honestly
     kwargs = {"backend": chosen, "timeout": _dt.timedelta(seconds=timeout_s)}
+    device.make_current()  # this rank's device: NCCL and allocations without an explicit device use it
     if chosen == "nccl":
-        torch.cuda.set_device(device.torch_device)
         if "device_id" in inspect.signature(dist.init_process_group).parameters:
             kwargs["device_id"] = device.torch_device
     if single:
@@ -192,24 +184,34 @@ def setup(device_spec: str, backend: str, timeout_s: float) -> DistContext:
 class Watchdog:
     """Ends the process when the job stops making progress, with a message naming what it was doing.
 
-    `doing(text)` reports progress (and what is running now); if none comes for `timeout_s`,
-    or SIGTERM arrives, one line goes to stderr and the process exits with `exit_code` (3:
-    incomplete) via os._exit: a rank blocked inside a collective cannot be unwound politely.
+    `doing(text)` reports progress (and what is running now). One line goes to stderr and the
+    process exits with `exit_code` (3: incomplete) via os._exit (a rank blocked inside a collective
+    cannot be unwound politely) when: no progress came for `timeout_s`; SIGTERM arrived; the parent
+    process (the launcher) is gone; or SIGINT arrived and the process is still there
+    `interrupt_grace_s` later (SIGINT itself is left to the main thread's handler: a clean stop).
     """
 
     def __init__(self, timeout_s: float, who: str, on_exit: Optional[Callable[[int], None]] = None,
-                 exit_code: int = INCOMPLETE, poll_s: float = 0.2):
+                 exit_code: int = INCOMPLETE, poll_s: float = 0.2, interrupt_grace_s: float = INTERRUPT_GRACE_S):
         self.timeout_s = timeout_s
         self.who = who
         self.on_exit = on_exit
         self.exit_code = exit_code
         self.poll_s = poll_s
+        self.interrupt_grace_s = interrupt_grace_s
         self._what = "start-up"
         self._last = time.monotonic()
         self._stop = threading.Event()
         self._pipe = None
         self._old_sigterm = None
         self._old_wakeup = -1
+        self._parent_pid = os.getppid()
+        self._interrupted_at: Optional[float] = None
+
+    @property
+    def interrupted(self) -> bool:
+        """Whether SIGINT arrived since `start`."""
+        return self._interrupted_at is not None
 
     def doing(self, what: str) -> None:
         self._what = what
@@ -217,6 +219,7 @@ class Watchdog:
 
     def start(self) -> "Watchdog":
         """Start watching; must be called from the main thread (it installs the SIGTERM handler)."""
+        self._parent_pid = os.getppid()
         threading.Thread(target=self._watch, name="mlbench-watchdog", daemon=True).start()
         # SIGTERM: a handler in the main thread would wait for a blocked collective to return, but
         # the wakeup fd is written at once by whichever thread takes the signal: a thread reads it
@@ -225,7 +228,7 @@ class Watchdog:
         self._old_sigterm = signal.signal(signal.SIGTERM, lambda signum, frame: None)
         self._old_wakeup = signal.set_wakeup_fd(write_fd)
         self._pipe = (read_fd, write_fd)
-        threading.Thread(target=self._wait_sigterm, args=(read_fd,), name="mlbench-sigterm", daemon=True).start()
+        threading.Thread(target=self._wait_signals, args=(read_fd,), name="mlbench-signals", daemon=True).start()
         return self
 
     def stop(self) -> None:
@@ -238,18 +241,28 @@ class Watchdog:
 
     def _watch(self) -> None:
         while not self._stop.wait(self.poll_s):
-            idle = time.monotonic() - self._last
+            now = time.monotonic()
+            idle = now - self._last
             if idle > self.timeout_s:
-                self.fire(f"no progress for {idle:.0f}s (--timeout {self.timeout_s:g}): a rank died or stopped answering")
+                self.fire(f"no progress for {idle:.0f}s (--timeout {self.timeout_s:g}): "
+                          "a rank died or stopped answering")
+            if os.getppid() != self._parent_pid:
+                self.fire(f"the launcher (pid {self._parent_pid}) is gone")
+            if self._interrupted_at is not None and now - self._interrupted_at > self.interrupt_grace_s:
+                self.fire(f"interrupted, and still not stopped {self.interrupt_grace_s:g}s later")
 
-    def _wait_sigterm(self, read_fd: int) -> None:
+    def _wait_signals(self, read_fd: int) -> None:
         try:
             while True:
                 data = os.read(read_fd, 64)
                 if not data:
                     return  # stopped
-                if signal.SIGTERM in data and not self._stop.is_set():
+                if self._stop.is_set():
+                    continue
+                if signal.SIGTERM in data:
                     self.fire("terminated by SIGTERM (the launcher stopping the job)")
+                if signal.SIGINT in data and self._interrupted_at is None:
+                    self._interrupted_at = time.monotonic()
         finally:
             os.close(read_fd)
 

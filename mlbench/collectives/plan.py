@@ -1,5 +1,6 @@
-"""Collectives plans: the op table (nccl-tests' byte accounting and busbw factors, as data),
-dtypes, default sweeps and option validation. No torch here.
+"""Collectives plans: the options, the op table (nccl-tests' byte accounting and busbw factors, as
+data), dtypes, default sweeps, the check's inputs (`Fill`), which points fit in memory, and the
+link rule (`above_link_spec`). No torch here.
 
 Byte accounting, exactly as NVIDIA/nccl-tests (`src/<op>.cu`, `*GetCollByteCount` and `*GetBw`):
 
@@ -21,15 +22,20 @@ Byte accounting, exactly as NVIDIA/nccl-tests (`src/<op>.cu`, `*GetCollByteCount
 
 One rank crosses no bus: with n = 1 every busbw is reported as 0 (nccl-tests would print the
 broadcast and sendrecv algbw there; a copy inside one device is not a bus figure).
+
+busbw counts the ring's traffic, so a switch that sums in the network (NVLink SHARP / NVLS,
+InfiniBand SHARP) lets all_reduce show more busbw than the link carries; `above_link_spec` is the
+one rule for how much more (the probe's flag and the report's verdict both use it).
 """
 
 from __future__ import annotations
 
 import math
 from dataclasses import dataclass
-from typing import Optional, Sequence
+from typing import Optional
 
 from ..exitcodes import UsageError
+from ..options import ProbeOptions, option
 from ..sizes import SizeError, format_bytes, parse_sizes
 
 ALIGN_BYTES = 16  # nccl-tests rounds per-rank counts of split ops down to 16 bytes
@@ -38,6 +44,7 @@ ALIGN_BYTES = 16  # nccl-tests rounds per-rank counts of split ops down to 16 by
 FACTORS = {
     "2(n-1)/n": lambda n: 2.0 * (n - 1) / n,
     "(n-1)/n": lambda n: (n - 1) / n,
+    "2(n-1)/(n+1)": lambda n: 2.0 * (n - 1) / (n + 1),
     "1": lambda n: 1.0,
 }
 
@@ -60,6 +67,7 @@ class OpSpec:
     factor: str
     placements: tuple
     reduces: bool  # a sum: repeated in place, values grow n-fold per call
+    in_switch_gain: str = "1"  # ring traffic / traffic when a switch sums (NVLS, SHARP): busbw's headroom
 
     def counts(self, size_bytes: int, element_bytes: int, world_size: int) -> "Counts":
         count = size_bytes // element_bytes
@@ -90,7 +98,8 @@ OOP, IP = "out_of_place", "in_place"
 OPS = {
     op.name: op
     for op in (
-        OpSpec("all_reduce", False, "1", "1", "1", "2(n-1)/n", (IP,), reduces=True),
+        # NVLS all_reduce: each rank sends S + S/n and receives S/n + S, the ring 2(n-1)/n S each way
+        OpSpec("all_reduce", False, "1", "1", "1", "2(n-1)/n", (IP,), reduces=True, in_switch_gain="2(n-1)/(n+1)"),
         OpSpec("all_gather", True, "1", "n", "n", "(n-1)/n", (OOP, IP), reduces=False),
         OpSpec("reduce_scatter", True, "n", "1", "n", "(n-1)/n", (OOP, IP), reduces=True),
         OpSpec("all_to_all", True, "n", "n", "n", "(n-1)/n", (OOP,), reduces=False),
@@ -109,6 +118,23 @@ def algbw_gbps(s_bytes: int, time_s: float) -> float:
 
 def busbw_gbps(op: OpSpec, s_bytes: int, time_s: float, world_size: int) -> float:
     return algbw_gbps(s_bytes, time_s) * op.busbw_factor(world_size)
+
+
+def busbw_ceiling_gbps(op_name: str, world_size: int, link_gbps: float) -> float:
+    """The most busbw one node's links can show for an op: the link rate, times what a switch that
+    sums in the network saves (all_reduce: 2(n-1)/(n+1), 1.56 on 8 ranks; other ops: nothing)."""
+    op = OPS.get(op_name)
+    gain = FACTORS[op.in_switch_gain](world_size) if op is not None and world_size > 1 else 1.0
+    return link_gbps * max(1.0, gain)
+
+
+def above_link_spec(op_name: str, busbw: float, world_size: int, link_gbps: Optional[float], nodes: int = 1) -> bool:
+    """Whether a busbw (GB/s) within one node is more than its links allow, in-switch sums included:
+    suspect timing, clocks or link figure. False without a link figure or across nodes (the NIC
+    is not in the registry)."""
+    if not link_gbps or nodes != 1 or not math.isfinite(busbw):
+        return False
+    return busbw > busbw_ceiling_gbps(op_name, world_size, link_gbps)
 
 
 @dataclass(frozen=True)
@@ -141,13 +167,36 @@ def parse_dtype(text: str) -> DType:
     raise UsageError(f"unknown --dtype {text!r}: choose from {', '.join(DTYPES)} (or float32, bfloat16, float16)")
 
 
-def fill_levels(dtype: DType, world_size: int) -> int:
-    """V: inputs are integers 1..V, so that a sum over all ranks (<= n*V) stays exact in dtype."""
-    return max(1, min(4, dtype.max_exact_int // max(1, world_size)))
+MAX_FILL_LEVELS = 4
+
+
+@dataclass(frozen=True)
+class Fill:
+    """The inputs of the exact check for one op on `world_size` ranks.
+
+    Element i of rank r holds f(r, i) = (h(i) + j) mod `levels` + 1 where j = (r - i) mod n, when
+    j < `active`, else 0: for each element, the `active` ranks after it (cyclically) carry small
+    integers and the others zeros, so every rank's data is checked somewhere. A reducing op has
+    active * levels <= the dtype's largest exact integer: every partial sum, in any order and at
+    every hop's rounding, is an exact integer. Other ops move values unchanged: every rank is active.
+    """
+
+    levels: int  # V: values are 1..V
+    active: int  # k: ranks with a non-zero value, per element
+    world_size: int
+
+
+def fill_for(op: OpSpec, dtype: DType, world_size: int) -> Fill:
+    """The check's inputs for `op`: exact sums for reducing ops at any world size."""
+    n = max(1, world_size)
+    if not op.reduces:
+        return Fill(MAX_FILL_LEVELS, n, n)
+    levels = max(1, min(MAX_FILL_LEVELS, dtype.max_exact_int // n))
+    return Fill(levels, min(n, dtype.max_exact_int // levels), n)
 
 
 def max_repeats_in_place(op: OpSpec, dtype: DType, world_size: int, levels: int) -> Optional[int]:
-    """How many in-place calls of a reducing op fit before the values (x n per call) overflow dtype.
+    """How many in-place calls of a reducing op fit before the values (at most x n per call) overflow dtype.
 
     None when there is no limit (the op does not reduce, or one rank).
     """
@@ -235,24 +284,87 @@ class CollectivesPlan:
         return f"{','.join(self.ops)} {self.dtype.name} {sizes}, {'+'.join(self.modes)}, timeout {self.timeout_s:g}s"
 
 
-def make_plan(ops: Optional[str], sizes: Optional[Sequence[int] | str], dtype: str, modes: Optional[str],
-              timeout_s: float, quick: bool, device_type: str) -> CollectivesPlan:
+BACKENDS = ("auto", "nccl", "gloo")
+
+
+@dataclass(frozen=True)
+class CollectivesOptions(ProbeOptions):
+    ops: Optional[str] = option(
+        "--ops", metavar="OPS",
+        help="Comma list of all_reduce,all_gather,reduce_scatter,broadcast,all_to_all,sendrecv "
+             "[default: all_reduce,all_gather].")
+    sizes: Optional[str] = option(
+        "--sizes", metavar="SIZES",
+        help="Payload sizes S in bytes (nccl-tests' size column): a list or range, e.g. 8:8G or 1M,64M "
+             "[default: 8:8G on GPUs (capped by free memory), 8:64M on the CPU, 8:1M:x16 with --quick].")
+    dtype: str = option("--dtype", default="fp32", show_default=True, help="fp32, bf16 or fp16.")
+    modes: Optional[str] = option(
+        "--modes", metavar="MODES",
+        help="throughput (calls queued back to back, nccl-tests' main column), latency (one call per "
+             "sample: median and p99) [default: both].")
+    timeout_s: float = option(
+        "--timeout", default=300.0, type=float, show_default=True,
+        help="Seconds without progress after which every surviving rank gives up (exit 3).")
+    backend: str = option("--backend", default="auto", show_default=True,
+                          help="auto (NCCL/RCCL on GPUs, gloo on the CPU), nccl, gloo.")
+    nproc_per_node: Optional[int] = option(
+        "--nproc-per-node", type=("min", 1), forward=False,
+        help="Outside torchrun: re-launch through torchrun with N ranks on this node.")
+
+
+def parse_backend(text: str) -> str:
+    if text not in BACKENDS:
+        raise UsageError(f"bad --backend {text!r}: choose auto, nccl or gloo")
+    return text
+
+
+def make_plan(device_type: str, options: CollectivesOptions) -> CollectivesPlan:
     """Validate the options and build the plan; every bad input is a UsageError (exit 2)."""
-    op_names = parse_ops(ops)
-    dt = parse_dtype(dtype)
-    mode_names = parse_modes(modes)
+    o = options
+    op_names = parse_ops(o.ops)
+    dt = parse_dtype(o.dtype)
+    mode_names = parse_modes(o.modes)
+    parse_backend(o.backend)
+    timeout_s = o.timeout_s
     if not timeout_s or timeout_s < 1 or not math.isfinite(timeout_s):
         raise UsageError(f"--timeout must be at least 1 second, got {timeout_s}")
-    if sizes is None:
-        size_list = default_sizes(device_type, quick)
-    elif isinstance(sizes, str):
-        try:
-            size_list = parse_sizes(sizes)
-        except SizeError as exc:
-            raise UsageError(f"bad --sizes {sizes!r}: {exc}") from None
+    if o.sizes is None:
+        size_list = default_sizes(device_type, o.quick)
     else:
-        size_list = list(sizes)
-    return CollectivesPlan(tuple(op_names), tuple(size_list), dt, tuple(mode_names), float(timeout_s), quick)
+        try:
+            size_list = parse_sizes(o.sizes)
+        except SizeError as exc:
+            raise UsageError(f"bad --sizes {o.sizes!r}: {exc}") from None
+    return CollectivesPlan(tuple(op_names), tuple(size_list), dt, tuple(mode_names), float(timeout_s), o.quick)
+
+
+# --- memory: which points fit on every rank ----------------------------------------------------
+
+CHUNK_ELEMENTS = 1 << 23  # the check fills and compares in chunks: bounded int64 temporaries at any size
+CHECK_BYTES = 4 * 8 * CHUNK_ELEMENTS  # besides its buffers a point needs room for a few per chunk
+USABLE_FRACTION = 0.85
+
+
+def memory_limit_bytes(free_bytes: Optional[int]) -> Optional[int]:
+    """What one point may allocate on a rank, given the smallest free memory over all ranks."""
+    if not free_bytes:
+        return None
+    return max(0, int(free_bytes * USABLE_FRACTION) - CHECK_BYTES)
+
+
+def split_by_memory(points: list, element_bytes: int, limit_bytes: Optional[int]) -> tuple:
+    """(points that fit, points that do not) under `limit_bytes` per rank (None: no limit)."""
+    if limit_bytes is None:
+        return list(points), []
+    fits = [p for p in points if p.buffer_bytes(element_bytes) <= limit_bytes]
+    too_big = [p for p in points if p.buffer_bytes(element_bytes) > limit_bytes]
+    return fits, too_big
+
+
+def too_big_reason(point: Point, element_bytes: int, limit_bytes: int) -> str:
+    need = point.buffer_bytes(element_bytes)
+    return (f"out of memory: needs {format_bytes(need)} per rank, {format_bytes(limit_bytes)} usable "
+            f"({USABLE_FRACTION:.0%} of the smallest free memory)")
 
 
 def too_small_reason(point: Point, dtype: DType, world_size: int) -> Optional[str]:

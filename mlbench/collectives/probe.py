@@ -1,11 +1,13 @@
 """Measuring one collective at one size (returns `Result`s; never prints). Every rank runs this.
 
-Data: integers 1..V (V = `plan.fill_levels`, so sums over all ranks are exact in the dtype)
-from a hash of the element index shifted by the rank: f(r, i) = (h(i) + r) mod V + 1 with
-h(i) = (40503 i) mod 65521. Never zeros, different on every rank, and every rank can compute what
-any output element must be (sums in closed form). Reducing ops get their inputs restored from a
-pristine copy before every sample (outside the timed span), so repeated in-place sums cannot
-overflow; the repetitions per sample are capped for the same reason (`max_repeats_in_place`).
+Data (`plan.Fill`): small integers from a hash of the element index, h(i) = (40503 i) mod 65521:
+f(r, i) = (h(i) + j) mod V + 1 with j = (r - i) mod n, for the `active` ranks j < k, else 0.
+Ops that move data have every rank active (never zeros, different on every rank); reducing ops keep
+k * V within the dtype's exact integers, so every partial sum is exact in any order at any world
+size. Every rank can compute what any output element must be (sums in closed form). Reducing ops
+get their inputs restored from a pristine copy before every sample (outside the timed span), so
+repeated in-place sums cannot overflow; the repetitions per sample are capped for the same reason
+(`max_repeats_in_place`).
 
 Timing (the shared loop, `mlbench.timing.time_call`, with counts agreed by all ranks):
 - throughput: each sample is k calls queued back to back between two events (nccl-tests' main
@@ -23,7 +25,7 @@ from __future__ import annotations
 import math
 import time
 from dataclasses import dataclass
-from typing import Callable, Optional
+from typing import Callable, Iterator, Optional
 
 import torch
 import torch.distributed as dist
@@ -32,12 +34,23 @@ from ..records import Result
 from ..stats import summarize, time_metrics
 from ..timing import TimingPlan, time_call
 from .dist import DistContext, gather_into_tensor, reduce_scatter_into_tensor
-from .plan import DType, Point, busbw_gbps, algbw_gbps, fill_levels, max_repeats_in_place, too_small_reason
+from .plan import (
+    CHUNK_ELEMENTS,
+    DType,
+    Fill,
+    Point,
+    above_link_spec,
+    algbw_gbps,
+    busbw_gbps,
+    fill_for,
+    max_repeats_in_place,
+    too_big_reason,
+    too_small_reason,
+)
 
 METHOD = ("mlbench-collectives/1: nccl-tests byte accounting; slowest rank per sample; throughput = k queued calls "
           "per event pair, latency = 1 call per event pair; barrier before each sample; exact integer check")
 HASH_MUL, HASH_MOD = 40503, 65521
-CHUNK_ELEMENTS = 1 << 23  # fill and check in chunks: bounded int64 temporaries at any size
 SENTINEL = -1.0
 
 
@@ -57,10 +70,13 @@ class Budget:
 
 def budget_for(device_type: str, quick: bool) -> Budget:
     if quick:
-        return Budget(samples=3, warmup_samples=1, sample_s=0.002, max_calls=10, latency_s=0.02, min_latency=5, max_latency=20)
+        return Budget(samples=3, warmup_samples=1, sample_s=0.002, max_calls=10, latency_s=0.02,
+                      min_latency=5, max_latency=20)
     if device_type == "cpu":
-        return Budget(samples=5, warmup_samples=1, sample_s=0.01, max_calls=20, latency_s=0.1, min_latency=10, max_latency=100)
-    return Budget(samples=10, warmup_samples=2, sample_s=0.01, max_calls=20, latency_s=0.2, min_latency=20, max_latency=200)
+        return Budget(samples=5, warmup_samples=1, sample_s=0.01, max_calls=20, latency_s=0.1,
+                      min_latency=10, max_latency=100)
+    return Budget(samples=10, warmup_samples=2, sample_s=0.01, max_calls=20, latency_s=0.2,
+                  min_latency=20, max_latency=200)
 
 
 # --- data: fill and expected values ----------------------------------------------------------
@@ -69,45 +85,49 @@ def _h(index: "torch.Tensor") -> "torch.Tensor":
     return (index * HASH_MUL) % HASH_MOD
 
 
-def values(rank, index: "torch.Tensor", levels: int) -> "torch.Tensor":
-    """f(r, i) = (h(i) + r) mod V + 1 as int64; `rank` is an int or a tensor like `index`."""
-    return (_h(index) + rank) % levels + 1
+def values(rank, index: "torch.Tensor", fill: Fill) -> "torch.Tensor":
+    """f(r, i) as int64 (see `plan.Fill`); `rank` is an int or a tensor that broadcasts with `index`."""
+    j = (rank - index) % fill.world_size
+    value = (_h(index) + j) % fill.levels + 1
+    if fill.active < fill.world_size:
+        value = torch.where(j < fill.active, value, torch.zeros_like(value))
+    return value
 
 
-def reduced_values(index: "torch.Tensor", levels: int, world_size: int) -> "torch.Tensor":
-    """sum over r < n of f(r, i), in closed form: f cycles through 1..V as r goes up."""
-    full, rest = divmod(world_size, levels)
+def reduced_values(index: "torch.Tensor", fill: Fill) -> "torch.Tensor":
+    """The sum over all ranks of f(r, i), in closed form: the active ranks' values cycle through 1..V."""
+    full, rest = divmod(fill.active, fill.levels)
     base = _h(index)
-    total = torch.full_like(index, world_size + full * levels * (levels - 1) // 2)
+    total = torch.full_like(index, fill.active + full * fill.levels * (fill.levels - 1) // 2)
     for t in range(rest):
-        total += (base + t) % levels
+        total += (base + t) % fill.levels
     return total
 
 
-def expected_values(op: str, rank: int, world_size: int, count: int, levels: int, index: "torch.Tensor") -> "torch.Tensor":
+def expected_values(op: str, rank: int, count: int, fill: Fill, index: "torch.Tensor") -> "torch.Tensor":
     """What element `index` of this rank's result must hold (int64), for each op."""
-    n = world_size
+    n = fill.world_size
     if op == "all_reduce":
-        return reduced_values(index, levels, n)
+        return reduced_values(index, fill)
     if op == "reduce_scatter":
-        return reduced_values(index + rank * count, levels, n)
+        return reduced_values(index + rank * count, fill)
     if op == "all_gather":
-        return values(index // count, index % count, levels)
+        return values(index // count, index % count, fill)
     if op == "all_to_all":
-        return values(index // count, rank * count + index % count, levels)
+        return values(index // count, rank * count + index % count, fill)
     if op == "broadcast":
-        return values(0, index, levels)
+        return values(0, index, fill)
     if op == "sendrecv":
-        return values((rank - 1) % n, index, levels)
+        return values((rank - 1) % n, index, fill)
     raise ValueError(f"no expected values for {op!r}")
 
 
-def fill(tensor: "torch.Tensor", rank: int, levels: int, offset: int = 0) -> None:
+def fill_inputs(tensor: "torch.Tensor", rank: int, fill: Fill, offset: int = 0) -> None:
     """tensor[i] = f(rank, offset + i), chunk by chunk."""
     for start in range(0, tensor.numel(), CHUNK_ELEMENTS):
         end = min(start + CHUNK_ELEMENTS, tensor.numel())
         index = torch.arange(offset + start, offset + end, dtype=torch.int64, device=tensor.device)
-        tensor[start:end].copy_(values(rank, index, levels))
+        tensor[start:end].copy_(values(rank, index, fill))
 
 
 def count_wrong(result: "torch.Tensor", expected: Callable[["torch.Tensor"], "torch.Tensor"]) -> int:
@@ -192,7 +212,6 @@ class CollectiveProbe:
         self.ctx = ctx
         self.dtype = dtype
         self.budget = budget_for(ctx.device.type, quick)
-        self.levels = fill_levels(dtype, ctx.world_size)
         self.link_gbps = link_gbps
         self.progress = progress or (lambda what: None)
 
@@ -213,12 +232,26 @@ class CollectiveProbe:
             return "sendrecv needs at least 2 ranks (a ring of one rank would send to itself)"
         return too_small_reason(point, self.dtype, self.ctx.world_size)
 
+    def measure_all(self, points: list) -> Iterator[Result]:
+        """Warm the communicator up once, then measure each point (every rank, same points, same order)."""
+        self.ctx.all_sum_int(1)  # first collective: NCCL builds its communicator here, not in a timed point
+        for point in points:
+            yield self.measure(point)
+
+    def too_big_result(self, point: Point, limit_bytes: int) -> Result:
+        """A point that does not fit in `limit_bytes` on every rank: skipped without allocating."""
+        return Result.skipped(self.params(point), too_big_reason(point, self.dtype.element_bytes, limit_bytes))
+
+    def fill(self, point: Point) -> Fill:
+        return fill_for(point.op, self.dtype, self.ctx.world_size)
+
     def measure(self, point: Point) -> Result:
         params = self.params(point)
         why = self.unsupported_reason(point)
         if why:
             return Result.skipped(params, why)
-        what = f"{point.op.name} of {point.counts.s_bytes} B ({'in-place' if point.in_place else 'out-of-place'}, {point.mode})"
+        placement = "in-place" if point.in_place else "out-of-place"
+        what = f"{point.op.name} of {point.counts.s_bytes} B ({placement}, {point.mode})"
         self.progress(what + ": allocating")
         buffers, error = None, None
         try:
@@ -230,7 +263,8 @@ class CollectiveProbe:
             del buffers
             self.ctx.device.empty_cache()
             if error is not None and self.ctx.device.is_oom(error):
-                return Result.skipped(params, f"out of memory on rank {self.ctx.rank}: {str(error).splitlines()[0][:160]}")
+                first_line = str(error).splitlines()[0][:160]
+                return Result.skipped(params, f"out of memory on rank {self.ctx.rank}: {first_line}")
             where = f"rank {self.ctx.rank}: {type(error).__name__}: {error}" if error is not None else "another rank"
             return Result.skipped(params, f"could not allocate buffers ({where})"[:300])
         try:
@@ -248,7 +282,8 @@ class CollectiveProbe:
             buffers.send.copy_(buffers.pristine)
 
     def _time(self, point: Point, buffers: Buffers, what: str):
-        fill(buffers.send, self.ctx.rank, self.levels)
+        fill = self.fill(point)
+        fill_inputs(buffers.send, self.ctx.rank, fill)
         if buffers.pristine is not None:
             buffers.pristine.copy_(buffers.send)
         call = buffers.call
@@ -263,7 +298,7 @@ class CollectiveProbe:
         b = self.budget
         if point.mode == "throughput":
             calls = max(1, min(b.max_calls, math.ceil(b.sample_s / estimate_s)))
-            cap = max_repeats_in_place(point.op, self.dtype, self.ctx.world_size, self.levels)
+            cap = max_repeats_in_place(point.op, self.dtype, self.ctx.world_size, fill.levels)
             calls = min(calls, cap) if cap else calls
 
             def fn():
@@ -273,7 +308,8 @@ class CollectiveProbe:
             plan = TimingPlan(warmup=b.warmup_samples, reps=b.samples)
         else:
             calls, fn = 1, call
-            plan = TimingPlan(warmup=2, reps=max(b.min_latency, min(b.max_latency, math.ceil(b.latency_s / estimate_s))))
+            reps = max(b.min_latency, min(b.max_latency, math.ceil(b.latency_s / estimate_s)))
+            plan = TimingPlan(warmup=2, reps=reps)
         timing = time_call(fn, self.ctx.device, plan, prepare=prepare, estimate_s=estimate_s * calls)
         return timing, calls
 
@@ -290,15 +326,15 @@ class CollectiveProbe:
         return max(self.ctx.all_max(local), 1e-7)
 
     def _check(self, point: Point, buffers: Buffers) -> int:
-        rank, n, c = self.ctx.rank, self.ctx.world_size, point.counts.count
+        rank, c, fill = self.ctx.rank, point.counts.count, self.fill(point)
         if buffers.whole is not buffers.send:
             buffers.whole.fill_(SENTINEL)
-        fill(buffers.send, rank, self.levels)
+        fill_inputs(buffers.send, rank, fill)
         self.ctx.barrier()
         buffers.call()
         self.ctx.device.synchronize()
         op = point.op.name
-        local = count_wrong(buffers.result, lambda index: expected_values(op, rank, n, c, self.levels, index))
+        local = count_wrong(buffers.result, lambda index: expected_values(op, rank, c, fill, index))
         return self.ctx.all_sum_int(local)
 
     def _result(self, point: Point, params: dict, timing, calls: int, errors: int) -> Result:
@@ -321,13 +357,14 @@ class CollectiveProbe:
             "warmup_samples": timing.warmup,
             "calls_per_sample": calls,
         }
-        params.update(timer=timing.timer, method=METHOD, fill_levels=self.levels)
+        fill = self.fill(point)
+        params.update(timer=timing.timer, method=METHOD, fill_levels=fill.levels, fill_ranks=fill.active)
         flags = []
         if stats.noisy:
             flags.append("noisy")
         if n == 1:
             flags.append("single_rank")
-        if self.link_gbps and self.ctx.layout.nodes == 1 and metrics["busbw_gbps_max"] > self.link_gbps:
+        if above_link_spec(point.op.name, metrics["busbw_gbps_max"], n, self.link_gbps, self.ctx.layout.nodes):
             flags.append("above_link_spec")
         raw = {"time_us": [t * 1e6 for t in slowest], "rank_time_us": [t * 1e6 for t in rank_medians]}
         if errors:

@@ -2,14 +2,17 @@
 
 Per size the slowest rank's busbw counts, the better of in-place and out-of-place; with it the
 smallest size reaching half the peak, the latency at the smallest size (latency-mode records when
-there are some) and the wrong-element count. Within a node busbw is judged against `link_gbps`
-(NVLS/SHARP may exceed it: not suspect); across nodes the NIC is not in the registry: informational.
+there are some) and the wrong-element count. Within a node busbw is judged against `link_gbps`; a
+figure above what the links carry is suspect by the probe's own rule (`collectives.plan.above_link_spec`:
+an all_reduce summed in the switch, NVLS/SHARP, may exceed the link figure up to 2(n-1)/(n+1) of it);
+across nodes the NIC is not in the registry: informational.
 """
 
 from __future__ import annotations
 
 from dataclasses import replace
 
+from ...collectives.plan import above_link_spec
 from ...sizes import format_bytes
 from ..verdicts import Verdict, judge_minimum
 from .judging import NO_RECORD, Context, Figure, Target, incomplete_check, no_ok_reasons, spec_check
@@ -71,7 +74,7 @@ def collectives_checks(frame, ctx: Context) -> list[CheckRow]:
             continue
         figure = Figure(float(figures["peak"][key]), "GB/s", f"{format_bytes(figures['at_peak'][key])}, "
                                                                f"{count_text(world)} ranks, {backend}")
-        row = _judge_job(ctx, subject, check, figure, int(world) < 2, inter)
+        row = _judge_job(ctx, subject, op, int(world), figure, inter)
         wrong = as_number(figures["errors"].get(key))
         row = replace(row, half_peak_bytes=as_number(figures["half"].get(key)), errors=wrong,
                       small_latency_us=as_number(figures["small_us"].get(key)))
@@ -82,8 +85,10 @@ def collectives_checks(frame, ctx: Context) -> list[CheckRow]:
     return rows
 
 
-def _judge_job(ctx: Context, subject: Subject, check: str, figure: Figure, one_rank: bool, inter: bool) -> CheckRow:
+def _judge_job(ctx: Context, subject: Subject, op: str, world: int, figure: Figure, inter: bool) -> CheckRow:
     """One rank: informational; across nodes: informational (a floor still applies); else against the link."""
+    check = f"busbw.{op}"
+    one_rank = world < 2
     measured = dict(probe="collectives", check=check, value=figure.value, unit=figure.unit)
     if one_rank:
         return subject.row(**measured, at=figure.at, verdict=Verdict.PASS,
@@ -93,6 +98,7 @@ def _judge_job(ctx: Context, subject: Subject, check: str, figure: Figure, one_r
         verdict, reason = judge_minimum(Verdict.PASS, informational, check, figure.value, figure.unit, ctx.thresholds)
         return subject.row(**measured, at=figure.at + ", across nodes", verdict=verdict, reason=reason)
     spec = ctx.spec(subject.device_name)
-    target = Target("busbw", spec.number("link_gbps") if spec else None, spec.expected_eff("busbw") if spec else None,
-                    above_line_rate_ok=True)
+    link_gbps = spec.number("link_gbps") if spec else None
+    target = Target("busbw", link_gbps, spec.expected_eff("busbw") if spec else None,
+                    above_line_rate_ok=not above_link_spec(op, figure.value, world, link_gbps))
     return spec_check(ctx, subject, "collectives", check, figure, target)

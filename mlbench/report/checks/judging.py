@@ -49,7 +49,7 @@ class Target:
     spec_value: Optional[float]
     registry_eff: Optional[float]  # the registry's normal efficiency for this part, if any
     reference: Optional[float] = None  # a published measurement (the MAMF), shown as a percentage
-    above_line_rate_ok: bool = False  # busbw: NVLS/SHARP may exceed the link
+    above_line_rate_ok: bool = False  # above the spec figure is not suspect (busbw within the in-switch ceiling)
 
 
 def spec_check(ctx: Context, subject: Subject, probe: str, check: str, figure: Figure, target: Target) -> CheckRow:

@@ -21,7 +21,7 @@ from click.testing import CliRunner
 
 from mlbench.cli import group
 from mlbench.diskio import engine, probe, safety
-from mlbench.diskio.plan import IoTest, make_plan
+from mlbench.diskio.plan import DiskioOptions, IoTest, make_plan
 from mlbench.exitcodes import UsageError
 from mlbench.records import read_records, validate
 
@@ -62,11 +62,12 @@ def invoke(args, **kwargs):
 # --- plans -----------------------------------------------------------------------------------------
 
 def test_plan_is_the_product_with_per_family_default_block_sizes():
-    plan = make_plan("seqread,randread", None, "1,4", "64M", 2.0)
+    plan = make_plan(DiskioOptions(modes="seqread,randread", jobs="1,4", file_size="64M", duration_s=2.0))
     assert [(t.mode, t.block_size, t.jobs) for t in plan.tests] == [
         ("seqread", 1 << 20, 1), ("seqread", 1 << 20, 4), ("randread", 4096, 1), ("randread", 4096, 4)]
     assert all(t.file_size == 64 << 20 and t.io_bytes == 64 << 20 and t.direct for t in plan.tests)
-    explicit = make_plan("randwrite", "4K:16K", "2", "1M", 1.0, io_size="8M")
+    explicit = make_plan(DiskioOptions(modes="randwrite", block_sizes="4K:16K", jobs="2", file_size="1M", duration_s=1.0,
+                                       io_size="8M"))
     assert [t.block_size for t in explicit.tests] == [4096, 8192, 16384]
     assert explicit.tests[0].io_bytes == 8 << 20
 
@@ -82,7 +83,7 @@ def test_plan_is_the_product_with_per_family_default_block_sizes():
 ])
 def test_plan_rejects_bad_input_with_one_line(kwargs, words):
     with pytest.raises(UsageError) as info:
-        make_plan(**kwargs)
+        make_plan(DiskioOptions(**kwargs))
     assert words in str(info.value) and "\n" not in str(info.value)
 
 
@@ -182,7 +183,8 @@ def test_time_bound_and_a_wrong_salt_is_caught(iodir):
     ws = safety.Workspace(iodir).open()
     try:
         target = probe.Target(safety.find_mount(iodir), True, 4096, 4096, "statx")
-        out = probe.DiskioProbe(ws, target, make_plan("randread", "4K", "1", "1M", 1.0))._result(
+        plan = make_plan(DiskioOptions(modes="randread", block_sizes="4K", jobs="1", file_size="1M", duration_s=1.0))
+        out = probe.DiskioProbe(ws, target, plan)._result(
             {"mode": "randread"}, [job], IoTest("randread", 4096, 1, 1 << 20, True, 1.0, 1 << 20))
     finally:
         ws.close()
@@ -195,6 +197,95 @@ def test_misaligned_direct_io_fails_loudly(iodir):
     with pytest.raises(OSError) as info:
         engine.run_jobs([spec])
     assert info.value.errno == errno.EINVAL
+
+
+# --- IO buffers: huge pages (one scatter-gather segment per IO), recorded -------------------------------
+
+def physical_runs(address: int, size: int):
+    """Physically contiguous runs of [address, address + size) in base pages (None unless root shows PFNs)."""
+    import mmap
+    import struct
+
+    pages = size // mmap.PAGESIZE
+    with open("/proc/self/pagemap", "rb") as f:
+        f.seek(address // mmap.PAGESIZE * 8)
+        pfns = [e & ((1 << 55) - 1) for e in struct.unpack(f"{pages}Q", f.read(pages * 8))]
+    if not all(pfns):
+        return None
+    return 1 + sum(1 for a, b in zip(pfns, pfns[1:]) if b != a + 1)
+
+
+def test_thp_size_is_read_from_sysfs(tmp_path):
+    def thp(enabled, size):
+        (tmp_path / "enabled").write_text(enabled + "\n")
+        (tmp_path / "hpage_pmd_size").write_text(size + "\n")
+        return engine.thp_bytes(str(tmp_path))
+
+    assert thp("always [madvise] never", "2097152") == 2 << 20
+    assert thp("[always] madvise never", "2097152") == 2 << 20
+    assert thp("always madvise [never]", "2097152") == 0
+    assert thp("[always] madvise never", str(512 << 20)) == 0  # arm64 with 64 KiB pages: 512 MiB per job, no
+    assert engine.thp_bytes(str(tmp_path / "missing")) == 0
+
+
+def test_anon_huge_bytes_reads_the_mapping_that_holds_the_address(tmp_path):
+    smaps = tmp_path / "smaps"
+    smaps.write_text("7f0000000000-7f0000400000 rw-p 00000000 00:00 0 \n"
+                     "Size:               4096 kB\nAnonHugePages:      2048 kB\nVmFlags: rd wr mr mw me ac hg\n"
+                     "7f0000400000-7f0000500000 rw-p 00000000 00:00 0 \n"
+                     "Size:               1024 kB\nAnonHugePages:         0 kB\nVmFlags: rd wr mr mw me ac nh\n")
+    assert engine.anon_huge_bytes(0x7F0000200000, str(smaps)) == 2 << 20
+    assert engine.anon_huge_bytes(0x7F0000400000, str(smaps)) == 0
+    assert engine.anon_huge_bytes(0x7F0000500000, str(smaps)) is None
+    assert engine.anon_huge_bytes(0x7F0000200000, str(tmp_path / "missing")) is None
+
+
+def test_io_buffer_is_huge_pages_when_the_kernel_allows():
+    huge = engine.thp_bytes()
+    buf = engine.AlignedBuffer(1 << 20, 512)
+    small = engine.AlignedBuffer(1 << 20, 512, huge_pages=False)
+    page = engine.AlignedBuffer(4096, 4096)  # one page is one segment anyway: never worth a huge page
+    try:
+        for b in (buf, small, page):
+            b.fill_random(1)
+        assert small.pages() == page.pages() == engine.BASE_PAGES
+        if not huge:
+            assert buf.pages() == engine.BASE_PAGES
+            pytest.skip("transparent huge pages are off here: buffers are base pages")
+        assert buf.address % huge == 0 and buf.pages() == engine.HUGE_PAGES
+        assert engine.anon_huge_bytes(buf.address) >= huge
+        runs = physical_runs(buf.address, 1 << 20)
+        if runs is not None:  # root: the 1 MiB buffer is one physically contiguous piece, one segment per IO
+            assert runs == 1
+    finally:
+        for b in (buf, small, page):
+            b.close()
+
+
+def test_records_say_what_backed_the_io_buffers(iodir):
+    from mlbench.diskio.plan import DiskioPlan
+
+    path = _data_file(iodir, 4 << 20, salt=5)
+    kinds = {}
+    for huge in (True, False):
+        spec = engine.JobSpec(path, False, True, 1 << 20, 0, 4 << 20, True, 2 << 20, None, salt=5, huge_pages=huge)
+        (res,) = engine.run_jobs([spec])
+        assert res.bad_stamps == 0
+        kinds[huge] = res.buffer_pages
+    expected = engine.HUGE_PAGES if engine.thp_bytes() else engine.BASE_PAGES
+    assert kinds == {True: expected, False: engine.BASE_PAGES}
+    assert probe.buffer_pages([engine.JobResult(buffer_pages="thp")] * 2) == "thp"
+    assert probe.buffer_pages([engine.JobResult(buffer_pages="thp"), engine.JobResult(buffer_pages="4k")]) == "mixed"
+    job = engine.JobResult(bytes=4096, ios=1, runtime_ns=10**6, lat_ns=array("q", [1000]), buffer_pages="thp")
+    ws = safety.Workspace(iodir).open()
+    try:
+        target = probe.Target(safety.find_mount(iodir), True, 4096, 4096, "statx")
+        test = IoTest("seqread", 1 << 20, 1, 4 << 20, True, 1.0, 4 << 20)
+        plan = DiskioPlan(tests=(test,), file_size=4 << 20, direct=True, duration_s=1.0)
+        out = probe.DiskioProbe(ws, target, plan)._result({"mode": "seqread"}, [job], test)
+    finally:
+        ws.close()
+    assert out.params["buffer_pages"] == "thp"
 
 
 # --- safety rules --------------------------------------------------------------------------------------

@@ -196,3 +196,29 @@ def test_a_probe_can_move_the_out_check_into_its_start(tmp_path):
     with pytest.raises(UsageError, match="is a directory"):  # the writing session still refuses it
         harness.run_probe(probe, FakeOptions(out=str(tmp_path / "adir")))
     assert probe.started == 1
+
+
+def test_stop_runs_its_callbacks_when_set_and_at_once_when_already_set():
+    stop = harness.Stop()
+    calls = []
+    stop.when_set(lambda: calls.append("a"))
+    assert calls == [] and not stop.is_set()
+    stop.set()
+    assert calls == ["a"] and stop.is_set()
+    stop.when_set(lambda: calls.append("b"))
+    assert calls == ["a", "b"]
+
+
+def test_a_signal_reaches_what_the_probe_registered_even_when_its_exception_is_swallowed(tmp_path):
+    """Work the loop cannot reach (e.g. child processes) hears of the interruption through `stop.when_set`."""
+    told = []
+
+    class Listening(FakeProbe):
+        @contextlib.contextmanager
+        def start(self, options, stop):
+            stop.when_set(lambda: told.append("stop"))
+            with super().start(options, stop) as run:
+                yield run
+
+    code = harness.run_probe(Listening(), FakeOptions(out=str(tmp_path / "f.jsonl"), items="ok,swallowed,ok"))
+    assert code == INCOMPLETE and told == ["stop"]

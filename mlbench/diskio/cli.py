@@ -1,34 +1,34 @@
-"""`mlbench diskio` / `python -m mlbench.diskio`: the click layer (no torch; numpy only when it runs)."""
+"""`mlbench diskio` / `python -m mlbench.diskio`: the probe's definition for the shared loop.
+
+Options and plan: `plan.py`; one test's measurement: `probe.py` (the IO itself: `engine.py`; where
+diskio may write and how full the disk may get: `safety.py`); here: the workspace the run lives in,
+the results, and the summary. No torch; numpy only once the probe starts.
+
+The workspace is removed however the run ends (success, error, disk full, Ctrl-C or SIGTERM), with
+both signals ignored while it is removed. An interruption reaches the IO jobs through the run's stop
+flag (`harness.Stop.when_set`), wherever its KeyboardInterrupt lands: a test cut short is not
+recorded.
+"""
 
 from __future__ import annotations
 
-import click
+import contextlib
+import signal
+import threading
+from dataclasses import dataclass
+from typing import TYPE_CHECKING, Iterator, Optional
 
-from ..cli import Command, probe_options
-from ..exitcodes import FAILED, INCOMPLETE, OK, MeasurementFailed, UsageError
+from .. import harness
+from ..exitcodes import MeasurementFailed, UsageError
+from .plan import DiskioOptions, DiskioPlan, make_plan
+
+if TYPE_CHECKING:  # numpy comes with the probe: imported when it runs
+    from .probe import DiskioProbe
+
+DEVICES = ("auto", "cpu")
 
 
-@click.command(cls=Command, name="diskio", context_settings={"help_option_names": ["-h", "--help"]})
-@probe_options
-@click.option("--dir", "directory", default=".", show_default=True, metavar="PATH",
-              help="A directory on the file system to test; a fresh mlbench-diskio-<random> directory is made "
-                   "inside it and removed at the end.")
-@click.option("--modes", default=None, metavar="LIST",
-              help="Comma list of seqwrite,seqread,randread,randwrite,checkpoint (default: all).")
-@click.option("--block-sizes", default=None, metavar="SIZES",
-              help="IO sizes, e.g. 4K:16M:x4 (default: 1MiB for sequential modes and checkpoint, 4KiB for random).")
-@click.option("--jobs", default=None, metavar="LIST", help="Concurrent jobs (processes), a list: 1,4,16 (default; --quick: 1).")
-@click.option("--file-size", default=None, metavar="SIZE", help="Test file size (default 1GiB; --quick: 16MiB).")
-@click.option("--duration", "duration_s", type=float, default=None, metavar="SECONDS",
-              help="Time bound of each test (default 10; --quick: 0.3).")
-@click.option("--io-size", default=None, metavar="SIZE",
-              help="Byte bound of each test, all jobs together (default: the file size, one pass).")
-@click.option("--direct/--buffered", default=True, show_default=True,
-              help="O_DIRECT (default) or through the page cache (labelled 'buffered': shows how much a cache flatters).")
-@click.option("--allow-buffered", is_flag=True,
-              help="Where the file system refuses O_DIRECT, measure buffered instead (labelled) rather than stop.")
-def command(device, out, quick, run_id, directory, modes, block_sizes, jobs, file_size, duration_s, io_size,
-            direct, allow_buffered):
+class Diskio(harness.Probe):
     """Storage IO as ML uses it: O_DIRECT sequential and random reads and writes, and checkpoint bursts.
 
     Each job is a process doing one synchronous read or write at a time (fio's psync engine), on
@@ -37,47 +37,132 @@ def command(device, out, quick, run_id, directory, modes, block_sizes, jobs, fil
     a fresh directory under --dir are written, and all are removed at the end, on errors and on
     Ctrl-C; a test that would fill the file system past 90% is refused.
     """
-    from .plan import make_plan
 
-    plan = make_plan(modes, block_sizes, jobs, file_size, duration_s, direct, io_size, quick)
-    if device not in ("auto", "cpu"):
-        raise UsageError(f"--device {device}: diskio measures storage from the host; use auto or cpu")
+    name = "diskio"
+    options = DiskioOptions
+    help = __doc__
 
-    from .run import open_target, run_plan
-    from ..session import ProbeSession
+    def validate(self, options: DiskioOptions) -> None:
+        make_plan(options)
+        if options.device not in DEVICES:
+            raise UsageError(f"--device {options.device}: diskio measures storage from the host; use auto or cpu")
 
-    session = ProbeSession("diskio", {"type": "storage", "name": "", "index": None}, out=out, run_id=run_id)
-    with open_target(directory, plan, allow_buffered) as (workspace, target):
-        session.device_record = target.device_record()
-        session.start()
-        click.echo(f"mlbench diskio: {target.mount.describe()} (test directory {workspace.path}); {plan.describe()}; "
-                   f"O_DIRECT alignment {target.offset_align} B ({target.align_source}); records -> {session.out}",
-                   err=True)
-        if target.direct_refused:
-            click.echo("mlbench diskio: O_DIRECT refused here: measuring through the page cache (labelled 'buffered')",
-                       err=True)
-        outcome = run_plan(plan, workspace, target, session)
-    for warning in outcome.warnings:
-        click.echo(f"mlbench diskio: warning: {warning}", err=True)
-    click.echo(summary_text(session.records, outcome.interrupted))
-    if outcome.disk_full:
-        raise MeasurementFailed(f"{outcome.disk_full}: stopped, test files removed")
-    if outcome.interrupted:
-        return INCOMPLETE
-    records = session.records
-    if any(r["status"] == "error" for r in records) or not any(r["status"] == "ok" for r in records):
-        return FAILED
-    return OK
+    @contextlib.contextmanager
+    def start(self, options: DiskioOptions, stop: harness.Stop) -> Iterator[harness.Run]:
+        from .engine import StopFlag
+        from .probe import DiskioProbe
+
+        plan = make_plan(options)
+        jobs_stop = StopFlag()  # what the forked IO jobs watch
+        stop.when_set(jobs_stop.set)
+        ending = Ending()
+        with open_target(options.directory, plan, options.allow_buffered) as (workspace, target):
+            probe = DiskioProbe(workspace, target, plan)
+            probe.stop = jobs_stop
+            refused = "O_DIRECT refused here: measuring through the page cache (labelled 'buffered')"
+            yield harness.Run(
+                target.device_record(),
+                f"{target.mount.describe()} (test directory {workspace.path}); {plan.describe()}; "
+                f"O_DIRECT alignment {target.offset_align} B ({target.align_source})",
+                measure_all(plan, probe, stop, ending),
+                summary=lambda records, interrupted: summary_text(records),
+                total=plan.result_count,
+                progress_text=progress_text,
+                notes=[refused] if target.direct_refused else [],
+                warnings=lambda: list(probe.warnings),
+                noun="test(s)",
+                require_ok=True,
+            )
+        if ending.disk_full:  # said after the workspace is gone
+            raise MeasurementFailed(f"{ending.disk_full}: stopped, test files removed")
 
 
-def summary_text(records: list, interrupted: bool) -> str:
+@dataclass
+class Ending:
+    """How the tests ended early, when they did: the disk filled (why, in one line)."""
+
+    disk_full: Optional[str] = None
+
+
+def measure_all(plan: DiskioPlan, probe: DiskioProbe, stop: threading.Event, ending: Ending) -> Iterator:
+    """The results of the plan's tests, in order; stops at a full disk (one failed result) or when `stop` is set.
+
+    A test the stop flag cut short yields nothing: its figures cover less than the test asked for.
+    """
+    from ..records import Result
+    from .probe import DiskFull
+
+    for test in plan.tests:
+        try:
+            results = probe.measure(test)
+        except DiskFull as exc:
+            ending.disk_full = str(exc)
+            yield Result.failed(probe._params(test), f"{test}: {exc}")
+            return
+        if stop.is_set():
+            return
+        yield from results
+
+
+@contextlib.contextmanager
+def open_target(directory: str, plan: DiskioPlan, allow_buffered: bool = False) -> Iterator[tuple]:
+    """Check `directory`, make the workspace, find how IO can be done there; yield (workspace, target).
+
+    The workspace is removed on any exit, with SIGINT and SIGTERM ignored while it is.
+    """
+    from .probe import Target
+    from .safety import DirectIORefused, Workspace, check_target_dir, find_mount, probe_direct_io
+
+    parent = check_target_dir(directory)
+    mount = find_mount(parent)
+    workspace = Workspace(parent)
+    try:
+        workspace.open()
+        direct, refused = plan.direct, False
+        try:
+            mem, offset, source = probe_direct_io(workspace)
+        except DirectIORefused as exc:
+            if plan.direct and not allow_buffered:
+                raise UsageError(f"--dir {parent}: O_DIRECT refused by {mount.fs_type} ({exc}); "
+                                 f"use --buffered, or --allow-buffered to fall back (labelled)") from None
+            direct, refused, (mem, offset, source) = False, True, (4096, 512, "none")
+        if direct:
+            plan.check_alignment(offset)
+        yield workspace, Target(mount, direct, mem, offset, source, direct_refused=refused)
+    finally:
+        with signals_ignored():
+            workspace.close()
+
+
+@contextlib.contextmanager
+def signals_ignored() -> Iterator[None]:
+    """SIGINT and SIGTERM are ignored inside the block (main thread only), then restored."""
+    if threading.current_thread() is not threading.main_thread():
+        yield
+        return
+    saved = {sig: signal.signal(sig, signal.SIG_IGN) for sig in (signal.SIGINT, signal.SIGTERM)}
+    try:
+        yield
+    finally:
+        for sig, previous in saved.items():
+            signal.signal(sig, previous)
+
+
+def progress_text(record: dict) -> str:
     from ..sizes import format_bytes
 
-    lines = []
-    if interrupted:
-        lines.append(f"interrupted after {len(records)} measurement(s); test files removed")
-    header = f"{'mode':<16}{'bs':>8}{'jobs':>6}{'GB/s':>10}{'IOPS':>11}{'p50 us':>10}{'p99 us':>10}{'p99.9 us':>10}  flags"
-    lines.append(header)
+    p, m = record["params"], record["metrics"]
+    mode = p["mode"] + (f"/{p['phase']}" if p.get("phase") else "")
+    now = f"{m['gbps']:.3f} GB/s" if record["status"] == "ok" else record["status"]
+    return f"{mode} bs={format_bytes(p['block_size'])} jobs={p['jobs']} {now}"
+
+
+def summary_text(records: list) -> str:
+    """One row per record: GB/s, IOPS and latency percentiles, or why there are none."""
+    from ..sizes import format_bytes
+
+    lines = [f"{'mode':<16}{'bs':>8}{'jobs':>6}{'GB/s':>10}{'IOPS':>11}{'p50 us':>10}{'p99 us':>10}{'p99.9 us':>10}"
+             "  flags"]
     for r in records:
         p, m = r["params"], r["metrics"]
         mode = p["mode"] + (f"/{p['phase']}" if p.get("phase") else "")
@@ -87,8 +172,7 @@ def summary_text(records: list, interrupted: bool) -> str:
                          f"{m['lat_us_p999']:>10.1f}  {','.join(r.get('flags', []))}")
         else:
             lines.append(f"{head}  {r['status']}: {r['error']}")
-    ok = sum(r["status"] == "ok" for r in records)
-    skipped = sum(r["status"] == "skipped" for r in records)
-    errors = sum(r["status"] == "error" for r in records)
-    lines.append(f"{ok} test(s) measured, {skipped} skipped, {errors} failed")
     return "\n".join(lines)
+
+
+command = harness.command(Diskio)

@@ -17,6 +17,7 @@ from dataclasses import dataclass
 from typing import Optional, Sequence
 
 from ..exitcodes import UsageError
+from ..options import ProbeOptions, option
 from ..sizes import SizeError, format_bytes, parse_size, parse_sizes
 
 MODES = ("seqwrite", "seqread", "randread", "randwrite", "checkpoint")
@@ -49,7 +50,7 @@ class IoTest:
         return self.mode in WRITES
 
     def params(self) -> dict:
-        """The record's params (the contract's keys first)."""
+        """The record's params (the required keys first)."""
         return {"mode": self.mode, "block_size": self.block_size, "jobs": self.jobs, "direct": self.direct,
                 "file_size": self.file_size, "duration_s": self.duration_s, "io_bytes_limit": self.io_bytes}
 
@@ -73,10 +74,53 @@ class DiskioPlan:
         """Extra space a checkpoint test needs while it runs (its files are removed after it)."""
         return self.file_size if any(t.mode == "checkpoint" for t in self.tests) else 0
 
+    @property
+    def result_count(self) -> int:
+        """Results the plan yields: one per test, two per checkpoint (write, then read back)."""
+        return sum(2 if t.mode == "checkpoint" else 1 for t in self.tests)
+
     def describe(self) -> str:
         kind = "direct" if self.direct else "buffered (page cache)"
         return (f"{len(self.tests)} test(s), {kind} IO, file {format_bytes(self.file_size)}, "
                 f"{self.duration_s:g} s each at most")
+
+    def check_alignment(self, align_bytes: int) -> None:
+        """A one-line UsageError when the file or a block size is not a multiple of the O_DIRECT alignment found."""
+        if self.file_size % align_bytes:
+            raise UsageError(f"--file-size {self.file_size} is not a multiple of this file system's O_DIRECT "
+                             f"alignment ({align_bytes} bytes)")
+        for test in self.tests:
+            if test.block_size % align_bytes:
+                raise UsageError(f"block size {format_bytes(test.block_size)} is not a multiple of this file "
+                                 f"system's O_DIRECT alignment ({align_bytes} bytes)")
+
+
+@dataclass(frozen=True)
+class DiskioOptions(ProbeOptions):
+    directory: str = option(
+        "--dir", default=".", show_default=True, metavar="PATH",
+        help="A directory on the file system to test; a fresh mlbench-diskio-<random> directory is made "
+             "inside it and removed at the end.")
+    modes: Optional[str] = option(
+        "--modes", metavar="LIST", help="Comma list of seqwrite,seqread,randread,randwrite,checkpoint (default: all).")
+    block_sizes: Optional[str] = option(
+        "--block-sizes", metavar="SIZES",
+        help="IO sizes, e.g. 4K:16M:x4 (default: 1MiB for sequential modes and checkpoint, 4KiB for random).")
+    jobs: Optional[str] = option(
+        "--jobs", metavar="LIST", help="Concurrent jobs (processes), a list: 1,4,16 (default; --quick: 1).")
+    file_size: Optional[str] = option(
+        "--file-size", metavar="SIZE", help="Test file size (default 1GiB; --quick: 16MiB).")
+    duration_s: Optional[float] = option(
+        "--duration", type=float, metavar="SECONDS", help="Time bound of each test (default 10; --quick: 0.3).")
+    io_size: Optional[str] = option(
+        "--io-size", metavar="SIZE",
+        help="Byte bound of each test, all jobs together (default: the file size, one pass).")
+    direct: bool = option(
+        "--direct/--buffered", default=True, show_default=True,
+        help="O_DIRECT (default) or through the page cache (labelled 'buffered': shows how much a cache flatters).")
+    allow_buffered: bool = option(
+        "--allow-buffered", default=False, flag=True,
+        help="Where the file system refuses O_DIRECT, measure buffered instead (labelled) rather than stop.")
 
 
 def parse_modes(text: Optional[str]) -> tuple:
@@ -92,11 +136,16 @@ def parse_modes(text: Optional[str]) -> tuple:
     return tuple(modes)
 
 
-def _sizes(text, flag: str) -> list:
-    if isinstance(text, (list, tuple)):
-        return list(text)
+def _sizes(text: str, flag: str) -> list:
     try:
         return parse_sizes(text)
+    except SizeError as exc:
+        raise UsageError(f"bad {flag} {text!r}: {exc}") from None
+
+
+def _size(text: str, flag: str) -> int:
+    try:
+        return parse_size(text)
     except SizeError as exc:
         raise UsageError(f"bad {flag} {text!r}: {exc}") from None
 
@@ -107,40 +156,22 @@ def block_sizes_for(mode: str, block_sizes: Optional[Sequence[int]]) -> list:
     return [DEFAULT_BLOCK_BYTES["seq" if mode in SEQUENTIAL else "rand"]]
 
 
-def make_plan(
-    modes: Optional[str] = None,
-    block_sizes=None,
-    jobs=None,
-    file_size=None,
-    duration_s: Optional[float] = None,
-    direct: bool = True,
-    io_size=None,
-    quick: bool = False,
-) -> DiskioPlan:
+def make_plan(options: DiskioOptions) -> DiskioPlan:
     """Validate the options and build the plan; every problem is a one-line `UsageError`."""
-    mode_list = parse_modes(modes)
-    sizes = _sizes(block_sizes, "--block-sizes") if block_sizes is not None else None
-    job_list = _sizes(jobs, "--jobs") if jobs is not None else ([1] if quick else [1, 4, 16])
-    if file_size is None:
-        file_bytes = (16 << 20) if quick else (1 << 30)
+    o = options
+    mode_list = parse_modes(o.modes)
+    sizes = _sizes(o.block_sizes, "--block-sizes") if o.block_sizes is not None else None
+    job_list = _sizes(o.jobs, "--jobs") if o.jobs is not None else ([1] if o.quick else [1, 4, 16])
+    if o.file_size is None:
+        file_bytes = (16 << 20) if o.quick else (1 << 30)
     else:
-        try:
-            file_bytes = file_size if isinstance(file_size, int) else parse_size(file_size)
-        except SizeError as exc:
-            raise UsageError(f"bad --file-size {file_size!r}: {exc}") from None
-    if duration_s is None:
-        duration_s = 0.3 if quick else 10.0
+        file_bytes = _size(o.file_size, "--file-size")
+    duration_s = o.duration_s if o.duration_s is not None else (0.3 if o.quick else 10.0)
     if not duration_s > 0:
         raise UsageError(f"--duration must be positive seconds, got {duration_s:g}")
-    if io_size is None:
-        io_bytes = file_bytes  # one pass over the file, unless the time bound comes first
-    else:
-        try:
-            io_bytes = io_size if isinstance(io_size, int) else parse_size(io_size)
-        except SizeError as exc:
-            raise UsageError(f"bad --io-size {io_size!r}: {exc}") from None
-        if io_bytes <= 0:
-            raise UsageError("--io-size must be positive")
+    io_bytes = file_bytes if o.io_size is None else _size(o.io_size, "--io-size")  # default: one pass
+    if io_bytes <= 0:
+        raise UsageError("--io-size must be positive")
     for n in job_list:
         if not 1 <= n <= MAX_JOBS:
             raise UsageError(f"bad --jobs value {n}: expected 1..{MAX_JOBS}")
@@ -156,6 +187,7 @@ def make_plan(
             for n in job_list:
                 if mode in SEQUENTIAL and file_bytes // n < bs:
                     raise UsageError(f"--file-size {format_bytes(file_bytes)} is too small for {n} sequential jobs "
-                                     f"of {format_bytes(bs)} blocks (each job needs its own region of at least one block)")
-                tests.append(IoTest(mode, bs, n, file_bytes, direct, float(duration_s), io_bytes))
-    return DiskioPlan(tests=tuple(tests), file_size=file_bytes, direct=direct, duration_s=float(duration_s))
+                                     f"of {format_bytes(bs)} blocks (each job needs its own region of at least "
+                                     f"one block)")
+                tests.append(IoTest(mode, bs, n, file_bytes, o.direct, float(duration_s), io_bytes))
+    return DiskioPlan(tests=tuple(tests), file_size=file_bytes, direct=o.direct, duration_s=float(duration_s))

@@ -5,6 +5,9 @@ Metrics (fio's group-reporting accounting, so they compare with fio's numbers):
     iops  = completed IOs / the longest job's run time
     lat_us_p50 / p99 / p999: percentiles over every IO's latency (the one pread/pwrite call)
     gbps_interval_median, cv: the aggregate throughput in 100 ms intervals (the spread)
+`params.buffer_pages` says what backed the jobs' IO buffers: "thp" (transparent huge pages: an IO of
+up to 2 MiB is one scatter-gather segment), the base page ("4k": IOs of one page, or THP off), or
+"mixed"; see `engine.AlignedBuffer`.
 `raw` keeps the 100 ms throughput samples and an evenly spaced subsample of per-IO latencies
 (at most RAW_LAT_SAMPLES; the percentiles come from all of them).
 
@@ -25,13 +28,13 @@ import numpy as np
 
 from ..records import Result
 from ..stats import percentile, summarize
-from . import engine
+from . import engine, safety
 from .plan import DiskioPlan, IoTest
-from . import safety
 from .safety import FsUsage, Mount, Workspace, capacity_verdict
 
-METHOD = ("mlbench-diskio/1: one process per job, one synchronous pread/pwrite per IO (fio psync), "
-          "aligned mmap buffers, stamped random data, fio group accounting")
+METHOD = ("mlbench-diskio/2: one process per job, one synchronous pread/pwrite per IO (fio psync), "
+          "IO buffers in transparent huge pages where the kernel allows (params.buffer_pages), "
+          "stamped random data, fio group accounting")
 RAW_LAT_SAMPLES = 2000
 MEMORY_FS = ("tmpfs", "ramfs")
 
@@ -97,12 +100,23 @@ def io_metrics(results: list, interval_s: float = engine.INTERVAL_NS / 1e9) -> t
     return metrics, raw, flags
 
 
+def buffer_pages(results: list) -> str:
+    """What backed the IO buffers of a test's jobs: their common `buffer_pages`, or "mixed"."""
+    kinds = {r.buffer_pages for r in results}
+    return kinds.pop() if len(kinds) == 1 else "mixed"
+
+
 class DiskioProbe:
-    """Runs a plan's tests in a workspace; `usage` is injectable (tests simulate a full disk)."""
+    """Runs a plan's tests in a workspace; `usage` is injectable (tests simulate a full disk).
+
+    `huge_pages=False` puts the jobs' IO buffers in base pages (fio's default buffers) instead of
+    transparent huge pages; records say which in `params.buffer_pages`.
+    """
 
     def __init__(self, workspace: Workspace, target: Target, plan: DiskioPlan,
-                 usage: Optional[Callable[[str], FsUsage]] = None):
+                 usage: Optional[Callable[[str], FsUsage]] = None, huge_pages: bool = True):
         self.workspace = workspace
+        self.huge_pages = huge_pages
         self.target = target
         self.plan = plan
         self.usage = usage or safety.fs_usage
@@ -158,7 +172,7 @@ class DiskioProbe:
         return engine.JobSpec(path=path, write=write, direct=direct, block_size=test.block_size, range_start=start,
                               range_bytes=length, sequential=sequential, quota_bytes=quota, duration_s=duration_s,
                               salt=self.salt, seed=self.seed * 1000 + job, align_bytes=self.target.mem_align,
-                              fsync_at_end=fsync)
+                              fsync_at_end=fsync, huge_pages=self.huge_pages)
 
     # -- measuring --------------------------------------------------------------------------------
 
@@ -223,6 +237,7 @@ class DiskioProbe:
         return engine.run_jobs(specs, self.stop)
 
     def _result(self, params: dict, results: list, test: IoTest) -> Result:
+        params = {**params, "buffer_pages": buffer_pages(results)}
         metrics, raw, flags = io_metrics(results)
         usage = self.usage(str(self.workspace.path))
         metrics["fs_fill_pct"] = 100 * usage.fill

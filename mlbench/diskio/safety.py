@@ -1,6 +1,6 @@
 """Keeping the user's data safe: where diskio may write, how full the disk may get, cleaning up.
 
-Rules (issue 5):
+Rules:
 - `--dir` must be an existing, writable directory on a file system; block and character devices,
   regular files and read-only file systems are refused with one line (exit 2);
 - everything is written inside a fresh directory `mlbench-diskio-<random>` created under `--dir`
@@ -9,7 +9,7 @@ Rules (issue 5):
 - `Workspace.close()` removes exactly what this run created, then the directory: after success, on
   errors, on Ctrl-C / SIGTERM and when the disk fills;
 - capacity: a fill level above 80% is warned about, a test that would push it past 90% is refused
-  (the seed deck's rule: plan on 80% of what was sold). Fill is df's: used / (used + available).
+  (the usual rule: plan on 80% of what was sold). Fill is df's: used / (used + available).
 """
 
 from __future__ import annotations

@@ -1,0 +1,2 @@
+"""Fabric acceptance: the network between nodes (views and pair rounds in `plan`, measuring in `probe`,
+CLI in `cli`)."""

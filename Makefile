@@ -12,12 +12,14 @@ TORCH_PIP_ARGS ?=
 PROFILE     ?=
 ARGS        ?=
 
-.PHONY: setup run mamf test bench clean help
+.PHONY: setup run mamf test fast lint format bench clean help
 
 help:
 	@echo "make run    - set up, then the acceptance run on this node (PROFILE=quick|standard|full; default by device)"
 	@echo "make mamf   - set up, then the MAMF finder with its default plan"
-	@echo "make test   - set up, then the test suite"
+	@echo "make test   - set up, then the linter and the whole test suite (what CI runs)"
+	@echo "make fast   - set up, then the tests not marked slow (under a minute)"
+	@echo "make format - ruff's formatter and safe fixes over the tree"
 	@echo "make bench  - set up, then benchmarks/ (mlbench measured against its peers)"
 
 setup: $(VENV)/.ready
@@ -43,8 +45,19 @@ run: setup
 mamf: setup
 	$(VENV)/bin/mlbench mamf $(ARGS)
 
-test: setup
+test: setup lint
 	$(PY) -m pytest -q $(ARGS)
+
+fast: setup
+	$(PY) -m pytest -q -m "not slow" $(ARGS)
+
+lint: setup
+	$(PY) -m ruff check .
+	$(PY) -m ruff format --check .
+
+format: setup
+	$(PY) -m ruff check --fix .
+	$(PY) -m ruff format .
 
 # fio is the storage benchmark's peer: installed from Debian's packages when missing and possible
 bench: setup

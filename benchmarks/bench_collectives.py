@@ -77,16 +77,22 @@ def worker(size_bytes: int, rounds: int) -> int:
     bare_all = [s for r in bare_us for s in r]
     ours, bare = statistics.median(ours_all), statistics.median(bare_all)
     ours_min, bare_min = min(ours_all), min(bare_all)
-    print(f"all_reduce {point.counts.s_bytes / 2**20:g} MiB fp32, {ctx.world_size} ranks, gloo on CPU, "
-          f"{rounds} alternated rounds ({len(ours_us[0])} samples of ours, {SAMPLES} of the bare loop each)")
+    print(
+        f"all_reduce {point.counts.s_bytes / 2**20:g} MiB fp32, {ctx.world_size} ranks, gloo on CPU, "
+        f"{rounds} alternated rounds ({len(ours_us[0])} samples of ours, {SAMPLES} of the bare loop each)"
+    )
     for i, (o, b) in enumerate(zip(ours_us, bare_us), 1):
         o, b = statistics.median(o), statistics.median(b)
         print(f"  round {i}: mlbench {o / 1e3:9.3f} ms   bare loop {b / 1e3:9.3f} ms   ratio {o / b:.3f}")
     busbw = point.counts.s_bytes / (ours * 1e-6) / 1e9 * op.busbw_factor(ctx.world_size)
-    print(f"median of all samples: mlbench {ours / 1e3:.3f} ms (busbw {busbw:.2f} GB/s), bare loop {bare / 1e3:.3f} ms, "
-          f"ratio {ours / bare:.3f}")
-    print(f"fastest sample:        mlbench {ours_min / 1e3:.3f} ms, bare loop {bare_min / 1e3:.3f} ms, "
-          f"ratio {ours_min / bare_min:.3f}")
+    print(
+        f"median of all samples: mlbench {ours / 1e3:.3f} ms (busbw {busbw:.2f} GB/s), bare loop {bare / 1e3:.3f} ms, "
+        f"ratio {ours / bare:.3f}"
+    )
+    print(
+        f"fastest sample:        mlbench {ours_min / 1e3:.3f} ms, bare loop {bare_min / 1e3:.3f} ms, "
+        f"ratio {ours_min / bare_min:.3f}"
+    )
     ratio = ours / bare
     print(f"target: the medians of all samples within {TOLERANCE:.0%} either way: ratio {ratio:.3f}")
     met = abs(ratio - 1) <= TOLERANCE
@@ -106,10 +112,24 @@ def main() -> int:
     size = parse_size(args.size)
     if "LOCAL_RANK" in os.environ:
         return worker(size, args.rounds)
-    env = dict(os.environ, OMP_NUM_THREADS=os.environ.get("OMP_NUM_THREADS", "1"),
-               PYTHONPATH=os.pathsep.join(filter(None, [str(REPO), os.environ.get("PYTHONPATH")])))
-    cmd = [sys.executable, "-m", "torch.distributed.run", "--nproc-per-node", str(args.ranks), "--standalone",
-           __file__, "--size", args.size, "--rounds", str(args.rounds)]
+    env = dict(
+        os.environ,
+        OMP_NUM_THREADS=os.environ.get("OMP_NUM_THREADS", "1"),
+        PYTHONPATH=os.pathsep.join(filter(None, [str(REPO), os.environ.get("PYTHONPATH")])),
+    )
+    cmd = [
+        sys.executable,
+        "-m",
+        "torch.distributed.run",
+        "--nproc-per-node",
+        str(args.ranks),
+        "--standalone",
+        __file__,
+        "--size",
+        args.size,
+        "--rounds",
+        str(args.rounds),
+    ]
     return 1 if subprocess.run(cmd, env=env).returncode else 0
 
 

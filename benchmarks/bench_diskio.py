@@ -67,15 +67,29 @@ def fio_buffer_options(choice: str, block_bytes: int, jobs: int) -> list:
     return ["--iomem=mmaphuge", f"--hugepage-size={page_bytes or 2 << 20}"]
 
 
-def run_fio(directory: Path, rw: str, bs: str, jobs: int, file_size: str, duration_s: float,
-            buffer_options: list) -> dict:
+def run_fio(
+    directory: Path, rw: str, bs: str, jobs: int, file_size: str, duration_s: float, buffer_options: list
+) -> dict:
     work = Path(tempfile.mkdtemp(prefix="fio-", dir=directory))
     try:
-        cmd = ["fio", "--name=bench", f"--filename={work / 'file'}", f"--size={file_size}", "--direct=1",
-               "--ioengine=psync", f"--rw={rw}", f"--bs={bs}", f"--numjobs={jobs}", "--time_based=1",
-               f"--runtime={duration_s:g}", "--group_reporting=1", "--output-format=json", *buffer_options]
+        cmd = [
+            "fio",
+            "--name=bench",
+            f"--filename={work / 'file'}",
+            f"--size={file_size}",
+            "--direct=1",
+            "--ioengine=psync",
+            f"--rw={rw}",
+            f"--bs={bs}",
+            f"--numjobs={jobs}",
+            "--time_based=1",
+            f"--runtime={duration_s:g}",
+            "--group_reporting=1",
+            "--output-format=json",
+            *buffer_options,
+        ]
         out = subprocess.run(cmd, capture_output=True, text=True, check=True)
-        job = json.loads(out.stdout[out.stdout.index("{"):])["jobs"][0]
+        job = json.loads(out.stdout[out.stdout.index("{") :])["jobs"][0]
         side = job["write" if "write" in rw else "read"]
         return {"gbps": side["bw_bytes"] / 1e9, "iops": side["iops"]}
     finally:
@@ -85,15 +99,36 @@ def run_fio(directory: Path, rw: str, bs: str, jobs: int, file_size: str, durati
 def run_mlbench(directory: Path, mode: str, bs: str, jobs: int, file_size: str, duration_s: float) -> dict:
     with tempfile.TemporaryDirectory(prefix="mlbench-bench-") as results:
         out = Path(results) / "diskio.jsonl"
-        cmd = [sys.executable, "-m", "mlbench.diskio", "--dir", str(directory), "--modes", mode, "--block-sizes", bs,
-               "--jobs", str(jobs), "--file-size", file_size, "--duration", f"{duration_s:g}", "--io-size", "1T",
-               "--out", str(out)]
+        cmd = [
+            sys.executable,
+            "-m",
+            "mlbench.diskio",
+            "--dir",
+            str(directory),
+            "--modes",
+            mode,
+            "--block-sizes",
+            bs,
+            "--jobs",
+            str(jobs),
+            "--file-size",
+            file_size,
+            "--duration",
+            f"{duration_s:g}",
+            "--io-size",
+            "1T",
+            "--out",
+            str(out),
+        ]
         subprocess.run(cmd, capture_output=True, text=True, check=True, cwd=ROOT)
         record = json.loads(out.read_text().splitlines()[0])
         if record["status"] != "ok":
             raise RuntimeError(f"mlbench {mode}: {record['status']}: {record['error']}")
-        return {"gbps": record["metrics"]["gbps"], "iops": record["metrics"]["iops"],
-                "buffer_pages": record["params"].get("buffer_pages", "?")}
+        return {
+            "gbps": record["metrics"]["gbps"],
+            "iops": record["metrics"]["iops"],
+            "buffer_pages": record["params"].get("buffer_pages", "?"),
+        }
 
 
 def main() -> int:
@@ -102,19 +137,26 @@ def main() -> int:
     parser.add_argument("--duration", type=float, default=4.0, help="seconds per test and tool")
     parser.add_argument("--file-size", default="1G")
     parser.add_argument("--rounds", type=int, default=4)
-    parser.add_argument("--cases", default=None,
-                        help="comma list of the cases' first words (default: all), e.g. seqread,randread")
-    parser.add_argument("--fio-iomem", choices=("auto", "malloc", "mmaphuge"), default="auto",
-                        help="fio's IO buffers: huge pages like mlbench's (mmaphuge, needs vm.nr_hugepages), "
-                             "fio's default (malloc), or huge pages when the pool has room (auto)")
+    parser.add_argument(
+        "--cases", default=None, help="comma list of the cases' first words (default: all), e.g. seqread,randread"
+    )
+    parser.add_argument(
+        "--fio-iomem",
+        choices=("auto", "malloc", "mmaphuge"),
+        default="auto",
+        help="fio's IO buffers: huge pages like mlbench's (mmaphuge, needs vm.nr_hugepages), "
+        "fio's default (malloc), or huge pages when the pool has room (auto)",
+    )
     args = parser.parse_args()
     if shutil.which("fio") is None:
         print("fio not installed, skipped (apt-get install -y fio)")
         return 0
     directory = Path(args.dir).resolve()
     version = subprocess.run(["fio", "--version"], capture_output=True, text=True).stdout.strip()
-    print(f"diskio vs {version} on {directory}: direct=1, psync, file {args.file_size}, "
-          f"{args.duration:g} s per test, {args.rounds} round(s), median of rounds")
+    print(
+        f"diskio vs {version} on {directory}: direct=1, psync, file {args.file_size}, "
+        f"{args.duration:g} s per test, {args.rounds} round(s), median of rounds"
+    )
     print(f"{'case':<20}{'fio':>14}{'mlbench':>14}{'ratio':>8}{'target':>8}  verdict")
     all_met = True
     wanted = set(args.cases.split(",")) if args.cases else None
@@ -127,8 +169,9 @@ def main() -> int:
             order = ("fio", "ml") if round_index % 2 == 0 else ("ml", "fio")
             for tool in order:
                 if tool == "fio":
-                    fio_runs.append(run_fio(directory, rw, bs, jobs, args.file_size, args.duration,
-                                            buffer_options)[metric])
+                    fio_runs.append(
+                        run_fio(directory, rw, bs, jobs, args.file_size, args.duration, buffer_options)[metric]
+                    )
                 else:
                     got = run_mlbench(directory, mode, bs, jobs, args.file_size, args.duration)
                     ml_runs.append(got[metric])
@@ -137,14 +180,17 @@ def main() -> int:
         ratio = ml_value / fio_value
         met = ratio >= target
         all_met &= met
+
         def fmt(value: float, metric: str = metric) -> str:
             return f"{value:.3f} GB/s" if metric == "gbps" else f"{value:,.0f} IOPS"
 
         verdict = "ok" if met else "MISSED"
-        print(f"{name:<20}{fmt(fio_value):>14}{fmt(ml_value):>14}{ratio:>8.3f}{target:>8.2f}  {verdict}"
-              f"   (rounds fio {', '.join(f'{v:.4g}' for v in fio_runs)}; "
-              f"mlbench {', '.join(f'{v:.4g}' for v in ml_runs)}; "
-              f"buffers fio {'hugetlb' if buffer_options else 'malloc'}, mlbench {'/'.join(sorted(ml_pages))})")
+        print(
+            f"{name:<20}{fmt(fio_value):>14}{fmt(ml_value):>14}{ratio:>8.3f}{target:>8.2f}  {verdict}"
+            f"   (rounds fio {', '.join(f'{v:.4g}' for v in fio_runs)}; "
+            f"mlbench {', '.join(f'{v:.4g}' for v in ml_runs)}; "
+            f"buffers fio {'hugetlb' if buffer_options else 'malloc'}, mlbench {'/'.join(sorted(ml_pages))})"
+        )
     print("all targets met" if all_met else "some targets missed")
     return 0 if all_met else 1
 

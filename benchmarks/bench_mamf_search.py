@@ -66,11 +66,25 @@ def main() -> int:
         search_results = list(run(MamfPlan("search", grid=grid, warmup_s=0), probe, state=state))
         search_s = time.perf_counter() - t0
         search_shape, search_tflops = state.best()
-        print(f"search: {len(search_results):5d} measurements in {search_s:7.1f} s, best {search_tflops:.4g} TFLOPS "
-              f"at {search_shape} (now the exhaustive sweep)", flush=True)
+        print(
+            f"search: {len(search_results):5d} measurements in {search_s:7.1f} s, best {search_tflops:.4g} TFLOPS "
+            f"at {search_shape} (now the exhaustive sweep)",
+            flush=True,
+        )
         if args.json:  # a partial answer survives a sweep cut short
-            Path(args.json).write_text(json.dumps({"search": {"shapes_measured": len(search_results), "time_s": search_s,
-                                                              "best_shape": str(search_shape), "best_tflops": search_tflops}}) + "\n")
+            Path(args.json).write_text(
+                json.dumps(
+                    {
+                        "search": {
+                            "shapes_measured": len(search_results),
+                            "time_s": search_s,
+                            "best_shape": str(search_shape),
+                            "best_tflops": search_tflops,
+                        }
+                    }
+                )
+                + "\n"
+            )
 
         t0 = time.perf_counter()
         sweep_results = list(run(MamfPlan("sweep", grid=grid, warmup_s=0), probe))
@@ -84,9 +98,21 @@ def main() -> int:
         again = remeasure(probe, shapes, args.rounds)
 
     figures = {
-        "device": device.info.name, "dtype": dtype.name, "grid_shapes": len(grid),
-        "sweep": {"shapes_measured": len(sweep_results), "time_s": sweep_s, "best_shape": str(sweep_shape), "best_tflops": sweep_tflops},
-        "search": {"shapes_measured": len(search_results), "time_s": search_s, "best_shape": str(search_shape), "best_tflops": search_tflops},
+        "device": device.info.name,
+        "dtype": dtype.name,
+        "grid_shapes": len(grid),
+        "sweep": {
+            "shapes_measured": len(sweep_results),
+            "time_s": sweep_s,
+            "best_shape": str(sweep_shape),
+            "best_tflops": sweep_tflops,
+        },
+        "search": {
+            "shapes_measured": len(search_results),
+            "time_s": search_s,
+            "best_shape": str(search_shape),
+            "best_tflops": search_tflops,
+        },
         "remeasured": {str(s): v for s, v in again.items()},
     }
     time_ratio = search_s / sweep_s
@@ -94,8 +120,14 @@ def main() -> int:
     fair_ratio = again[search_shape] / again[sweep_shape]
     figures.update(time_ratio=time_ratio, raw_tflops_ratio=raw_ratio, remeasured_tflops_ratio=fair_ratio)
 
-    print(f"sweep : {len(sweep_results):5d} measurements in {sweep_s:7.1f} s, best {sweep_tflops:.4g} TFLOPS at {sweep_shape}")
-    print(f"search: {len(search_results):5d} measurements in {search_s:7.1f} s, best {search_tflops:.4g} TFLOPS at {search_shape}")
+    print(
+        f"sweep : {len(sweep_results):5d} measurements in {sweep_s:7.1f} s, "
+        f"best {sweep_tflops:.4g} TFLOPS at {sweep_shape}"
+    )
+    print(
+        f"search: {len(search_results):5d} measurements in {search_s:7.1f} s, "
+        f"best {search_tflops:.4g} TFLOPS at {search_shape}"
+    )
     print(f"re-measured together ({args.rounds} rounds): " + ", ".join(f"{s} {v:.4g}" for s, v in again.items()))
     print(f"time: search / sweep = {100 * time_ratio:.1f}%   (target <= 10%)")
     print(f"TFLOPS: search / sweep = {100 * fair_ratio:.1f}% re-measured, {100 * raw_ratio:.1f}% raw   (target >= 99%)")

@@ -61,6 +61,7 @@ class NumpyCopy:
             np.copyto(self.dst[lo:hi], self.src[lo:hi])
 
         with ThreadPoolExecutor(threads) as pool:
+
             def copy():
                 if threads == 1:
                     np.copyto(self.dst, self.src)
@@ -87,8 +88,10 @@ def main() -> int:
     threads = torch.get_num_threads()
     sizes = [buffer_bytes(max(256 * MiB, 8 * llc)), buffer_bytes(max(512 * MiB, 16 * llc))]
     load = os.getloadavg()[0]
-    print(f"membw copy vs numpy np.copyto on {device.info.name}: LLC {format_bytes(llc)}, torch threads {threads}, "
-          f"{ROUNDS} interleaved rounds, GB/s = bytes copied once / s; load average {load:.1f} on {os.cpu_count()} CPUs")
+    print(
+        f"membw copy vs numpy np.copyto on {device.info.name}: LLC {format_bytes(llc)}, torch threads {threads}, "
+        f"{ROUNDS} interleaved rounds, GB/s = bytes copied once / s; load average {load:.1f} on {os.cpu_count()} CPUs"
+    )
     if load > (os.cpu_count() or 1):
         print("  WARNING: the machine is busy (load above the CPU count): both figures swing with the neighbours")
     met = True
@@ -113,10 +116,14 @@ def main() -> int:
             print(f"  {format_bytes(nbytes):>8}: mlbench copy {mine:6.2f} GB/s  [{_fmt(ours)}]")
             print(f"  {'':>8}  numpy 1 thread {ref:6.2f} GB/s  [{_fmt(single)}]")
             if multi:
-                print(f"  {'':>8}  numpy {threads} threads {statistics.median(multi):6.2f} GB/s  [{_fmt(multi)}]"
-                      f"  (ratio {mine / statistics.median(multi):.3f}, for information)")
-            print(f"  {'':>8}  ratio mlbench / numpy 1 thread = {ratio:.3f} (median of the rounds' ratios; "
-                  f"of the medians {mine / ref:.3f}) (target >= {TARGET_RATIO}) {'OK' if ok else 'MISSED'}")
+                print(
+                    f"  {'':>8}  numpy {threads} threads {statistics.median(multi):6.2f} GB/s  [{_fmt(multi)}]"
+                    f"  (ratio {mine / statistics.median(multi):.3f}, for information)"
+                )
+            print(
+                f"  {'':>8}  ratio mlbench / numpy 1 thread = {ratio:.3f} (median of the rounds' ratios; "
+                f"of the medians {mine / ref:.3f}) (target >= {TARGET_RATIO}) {'OK' if ok else 'MISSED'}"
+            )
     print("target met" if met else "target missed")
     return 0 if met else 1
 

@@ -55,8 +55,13 @@ def run_report(run_dir: Path, out_dir: Path) -> tuple[float, int, int, str]:
     """(wall seconds, peak tree RSS bytes, exit code, stderr) of one report run."""
     env = dict(os.environ, PYTHONPATH=str(REPO))
     start = time.perf_counter()
-    proc = subprocess.Popen([sys.executable, "-m", "mlbench.report", str(run_dir), "--out", str(out_dir), "-q"],
-                            env=env, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "mlbench.report", str(run_dir), "--out", str(out_dir), "-q"],
+        env=env,
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
     peak = 0
     while proc.poll() is None:
         peak = max(peak, tree_rss_bytes(proc.pid))
@@ -81,17 +86,23 @@ def main() -> int:
         files = list(run_dir.glob("*.jsonl"))
         size = sum(p.stat().st_size for p in files)
         lines = sum(1 for p in files for _ in p.open("rb"))
-        print(f"synthetic fleet: {args.nodes} nodes x {args.gpus} GPUs, 4 probes: {lines:,} records in {len(files):,} "
-              f"files, {size / 1e6:.0f} MB (generated in {time.perf_counter() - t0:.1f} s; not timed)")
+        print(
+            f"synthetic fleet: {args.nodes} nodes x {args.gpus} GPUs, 4 probes: {lines:,} records in {len(files):,} "
+            f"files, {size / 1e6:.0f} MB (generated in {time.perf_counter() - t0:.1f} s; not timed)"
+        )
         wall, peak, code, err = run_report(run_dir, root / "report")
         suspects = set()
         with open(root / "report" / "fleet.csv") as f:
             suspects = {r["host"] for r in csv.DictReader(f) if r["suspect"] == "True"}
         ok_answer = code == 1 and suspects == {slow_node, slow_gpu[0]}
-        print(f"report: {wall:.2f} s wall (target < {TARGET_S:.0f} s: {wall / TARGET_S:.0%} of it), "
-              f"peak memory {peak / 2**30:.2f} GiB (target < 2 GiB: {peak / TARGET_BYTES:.0%} of it), exit {code}")
-        print(f"throughput: {lines / wall:,.0f} records/s; suspects found: {', '.join(sorted(suspects)) or 'none'} "
-              f"(expected {slow_node}, {slow_gpu[0]}): {'right' if ok_answer else 'WRONG'}")
+        print(
+            f"report: {wall:.2f} s wall (target < {TARGET_S:.0f} s: {wall / TARGET_S:.0%} of it), "
+            f"peak memory {peak / 2**30:.2f} GiB (target < 2 GiB: {peak / TARGET_BYTES:.0%} of it), exit {code}"
+        )
+        print(
+            f"throughput: {lines / wall:,.0f} records/s; suspects found: {', '.join(sorted(suspects)) or 'none'} "
+            f"(expected {slow_node}, {slow_gpu[0]}): {'right' if ok_answer else 'WRONG'}"
+        )
         if code not in (0, 1):
             print(err.strip())
         met = wall < TARGET_S and peak < TARGET_BYTES and ok_answer

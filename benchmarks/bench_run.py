@@ -41,14 +41,22 @@ def main() -> int:
         help_s.append(seconds)
         bare_s.append(wall_s([sys.executable, "-c", "pass"])[0])
     help_median, bare_median = statistics.median(help_s), statistics.median(bare_s)
-    print(f"mlbench --help: median {help_median * 1e3:.0f} ms over {args.repeats} runs "
-          f"(python -c pass: {bare_median * 1e3:.0f} ms; mlbench's own share {1e3 * (help_median - bare_median):.0f} ms) "
-          f"target < 300 ms")
+    print(
+        f"mlbench --help: median {help_median * 1e3:.0f} ms over {args.repeats} runs "
+        f"(python -c pass: {bare_median * 1e3:.0f} ms; mlbench's own share {1e3 * (help_median - bare_median):.0f} ms) "
+        f"target < 300 ms"
+    )
 
     with tempfile.TemporaryDirectory(prefix="mlbench-bench-run-") as tmp:
-        seconds, proc = wall_s([sys.executable, "-m", "mlbench", "run", "--profile", "quick", "--device", "cpu", "--out", "run"], cwd=tmp)
+        seconds, proc = wall_s(
+            [sys.executable, "-m", "mlbench", "run", "--profile", "quick", "--device", "cpu", "--out", "run"], cwd=tmp
+        )
         verdict = next((line for line in proc.stdout.splitlines() if line.startswith("**Verdict")), "no verdict line")
-        steps = [line for line in proc.stderr.splitlines() if ": done in" in line or ": failed" in line or ": incomplete" in line]
+        steps = [
+            line
+            for line in proc.stderr.splitlines()
+            if ": done in" in line or ": failed" in line or ": incomplete" in line
+        ]
     print(f"mlbench run --profile quick (CPU): {seconds:.1f} s end to end, exit {proc.returncode}; {verdict}")
     for line in steps:
         print(f"    {line}")

@@ -4,7 +4,7 @@ Each `bench_*.py` prints its figures and ratios against a peer measured in the s
 0 when its target is met, 1 when missed (other codes: it could not run). Output of each goes to
 stdout and to `results/bench-<stamp>/<name>.txt`.
 
-    python benchmarks/run_all.py [NAME ...]     # e.g. mamf_search diskio
+    python benchmarks/run_all.py [NAME ...]     # e.g. mamf_search diskio train fabric_report
 """
 
 from __future__ import annotations

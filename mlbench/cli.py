@@ -27,6 +27,11 @@ COMMANDS = {
     "report": "mlbench.report.cli:command",
     "specs": "mlbench.specs_cli:command",
     "run": "mlbench.acceptance.cli:command",
+    "fabric": "mlbench.fabric.cli:command",
+    "burn": "mlbench.burn.cli:command",
+    "train": "mlbench.train.cli:command",
+    "compare": "mlbench.compare_cli:command",
+    "estimate": "mlbench.estimate_cli:command",
 }
 
 
@@ -103,13 +108,24 @@ SIZES = SizeList()
 
 def probe_options(function):
     """Options every probe takes (docs/reference.md): --device, --out, --quick, --run-id."""
-    function = click.option("--run-id", default=None, envvar="MLBENCH_RUN_ID",
-                            help="Run id (default: time-host-random); names the results/<run-id>/ directory.")(function)
-    function = click.option("--quick", is_flag=True, help="A small plan that finishes in seconds on a 2-core CPU.")(function)
-    function = click.option("--out", default=None, metavar="PATH",
-                            help="JSON Lines file records are appended to (default results/<run-id>/<probe>.jsonl).")(function)
-    function = click.option("--device", default="auto", show_default=True,
-                            help="auto, cpu, cuda, cuda:N (ROCm too), xpu, xpu:N or mps.")(function)
+    function = click.option(
+        "--run-id",
+        default=None,
+        envvar="MLBENCH_RUN_ID",
+        help="Run id (default: time-host-random); names the results/<run-id>/ directory.",
+    )(function)
+    function = click.option("--quick", is_flag=True, help="A small plan that finishes in seconds on a 2-core CPU.")(
+        function
+    )
+    function = click.option(
+        "--out",
+        default=None,
+        metavar="PATH",
+        help="JSON Lines file records are appended to (default results/<run-id>/<probe>.jsonl).",
+    )(function)
+    function = click.option(
+        "--device", default="auto", show_default=True, help="auto, cpu, cuda, cuda:N (ROCm too), xpu, xpu:N or mps."
+    )(function)
     return function
 
 

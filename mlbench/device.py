@@ -3,7 +3,8 @@
 `Device` is one torch device with what the harness needs: `synchronize()`, `event()` (a timestamp
 recorded in the device's stream order), `flush_cache()`, free memory, `make_current()` /
 `as_current()` (selecting the current device is always an explicit call), the raw stream handle,
-the compute capability and `bind_host_numa()` (run the process on the CPUs next to the device).
+the compute capability, `bind_host_numa()` (run the process on the CPUs next to the device) and
+`error_counters()` (ECC, retired pages, row remapping, XID events: `mlbench.device_errors`).
 CUDA and ROCm (torch's `cuda` device) and XPU get device events; MPS and the CPU get a
 synchronize-then-read monotonic clock.
 
@@ -26,7 +27,7 @@ from typing import Callable, Iterable, Optional
 
 import torch
 
-from . import device_runtime, host
+from . import device_errors, device_runtime, host
 from .exitcodes import UsageError
 
 _DEVICE_RE = re.compile(r"^(auto|cpu|cuda|xpu|mps)(?::(\d+))?$")
@@ -207,6 +208,17 @@ class Device:
         elif self.type in ("xpu", "mps"):
             self._module.empty_cache()
 
+    def reset_peak_memory(self) -> None:
+        """Start a new peak for `peak_memory_bytes` (cuda/xpu; nothing elsewhere)."""
+        if self.type in ("cuda", "xpu"):
+            self._module.reset_peak_memory_stats(self.torch_device)
+
+    def peak_memory_bytes(self) -> int | None:
+        """The most device memory tensors held since the last reset (cuda/xpu); None where unknown (cpu, mps)."""
+        if self.type in ("cuda", "xpu"):
+            return int(self._module.max_memory_allocated(self.torch_device))
+        return None
+
     def is_oom(self, exc: BaseException) -> bool:
         """Whether an exception is the device running out of memory."""
         if isinstance(exc, torch.OutOfMemoryError if hasattr(torch, "OutOfMemoryError") else ()):
@@ -215,8 +227,9 @@ class Device:
             isinstance(exc, MemoryError) or "out of memory" in str(exc).lower()
         )
 
-    def bind_host_numa(self, root: str = "/", set_affinity: Optional[Callable[[tuple], None]] = None
-                       ) -> host.NumaBinding:
+    def bind_host_numa(
+        self, root: str = "/", set_affinity: Optional[Callable[[tuple], None]] = None
+    ) -> host.NumaBinding:
         """Run this process (all its threads) on the CPUs of the NUMA node this device hangs off, so
         host buffers allocated afterwards are local to it; no binding when the OS gives no NUMA
         information or there is one node (the returned binding says why)."""
@@ -224,6 +237,18 @@ class Device:
         if binding.bound:
             (set_affinity or _set_process_affinity)(binding.cpus)
         return binding
+
+    def error_counters(self) -> device_errors.ErrorCounters:
+        """The device's cumulative error counters (ECC, retired pages, row remapping, XID events; EDAC on the
+        CPU) through NVML / amdsmi when installed (`mlbench.device_errors`); `.why` says when there are none."""
+        extra = self.info.extra
+        if self.type == "cpu":
+            return device_errors.edac_counters()
+        if self.type == "cuda" and not is_rocm():
+            return device_errors.nvml_counters(self.info.index, extra.get("uuid"), extra.get("pci_bus_id"))
+        if self.type == "cuda":
+            return device_errors.amdsmi_counters(extra.get("pci_bus_id"))
+        return device_errors.ErrorCounters(f"{self.type}: no error-counter backend")
 
     def __repr__(self) -> str:
         return f"Device({self.torch_device}, {self.info.name!r})"

@@ -25,8 +25,10 @@ class Runtime:
     get_last_error: str
 
 
-RUNTIMES = (Runtime("libcudart", "cudaMemcpyPeerAsync", "cudaGetLastError"),
-            Runtime("libamdhip64", "hipMemcpyPeerAsync", "hipGetLastError"))
+RUNTIMES = (
+    Runtime("libcudart", "cudaMemcpyPeerAsync", "cudaGetLastError"),
+    Runtime("libamdhip64", "hipMemcpyPeerAsync", "hipGetLastError"),
+)
 
 
 def loaded_runtime(maps_path: str = "/proc/self/maps") -> tuple:
@@ -51,14 +53,19 @@ class PeerMemcpy:
         self.name = runtime.memcpy_peer_async
         self._memcpy = getattr(library, runtime.memcpy_peer_async)
         self._memcpy.restype = ctypes.c_int
-        self._memcpy.argtypes = [ctypes.c_void_p, ctypes.c_int, ctypes.c_void_p, ctypes.c_int, ctypes.c_size_t,
-                                 ctypes.c_void_p]
+        self._memcpy.argtypes = [
+            ctypes.c_void_p,
+            ctypes.c_int,
+            ctypes.c_void_p,
+            ctypes.c_int,
+            ctypes.c_size_t,
+            ctypes.c_void_p,
+        ]
         self._get_last_error = getattr(library, runtime.get_last_error)
         self._get_last_error.restype = ctypes.c_int
         self._get_last_error.argtypes = []
 
-    def __call__(self, dst_ptr: int, dst_device: int, src_ptr: int, src_device: int, nbytes: int,
-                 stream: int) -> None:
+    def __call__(self, dst_ptr: int, dst_device: int, src_ptr: int, src_device: int, nbytes: int, stream: int) -> None:
         status = self._memcpy(dst_ptr, dst_device, src_ptr, src_device, nbytes, stream)
         if status != 0:
             self._get_last_error()  # returns the error and resets it: torch's next check must not see it

@@ -8,7 +8,8 @@ A probe is four things (see docs/harness.md):
 - its summary: `Run.summary(records, interrupted)`, the text shown at the end.
 
 Everything else lives here, once, for all probes: the check that `--out` can be written before
-anything is measured, the records file and env.json (`ProbeSession`), the live progress line,
+anything is measured, the records file and env.json (`ProbeSession`), the telemetry of each record's
+window (`mlbench.telemetry`: from asking the results for an item to its arrival), the live progress line,
 Ctrl-C and SIGTERM, the "N measured, N skipped, N failed" line and the exit code. Signals set a
 flag as well as raising KeyboardInterrupt, and the loop reads the flag after every result: an
 interruption counts even when its exception lands somewhere that swallows it (a fork handler, a
@@ -20,11 +21,12 @@ from __future__ import annotations
 import contextlib
 import signal
 import threading
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from typing import Callable, ContextManager, Iterable, Iterator, Optional, Sequence
 
 import click
 
+from . import telemetry
 from .exitcodes import FAILED, INCOMPLETE, OK
 from .options import ProbeOptions, click_params
 from .records import Status, check_writable
@@ -49,6 +51,9 @@ class Run:
     writes: bool = True  # this process writes records and prints (rank 0)
     run_id: Optional[str] = None  # a run id agreed across ranks (overrides the options')
     finish: Callable[[int], None] = lambda code: None  # told the exit code before returning it
+    # devices sampled beside the work (mlbench.telemetry.DeviceRef, DeviceInfo or record `device` objects):
+    # None samples the device of the records; () samples nothing
+    telemetry_devices: Optional[Sequence] = None
 
 
 class Probe:
@@ -150,6 +155,7 @@ def run_probe(probe: Probe, options: ProbeOptions, argv: Optional[Sequence[str]]
 
     probe.validate(options)
     probe.check_out(options)
+    telemetry.preflight()
     delegated = probe.delegate(options)
     if delegated is not None:
         return delegated
@@ -174,7 +180,9 @@ def run_probe(probe: Probe, options: ProbeOptions, argv: Optional[Sequence[str]]
         for warning in run.warnings():
             say(f"warning: {warning}")
         if run.writes:
-            lines = [f"interrupted after {len(records)} measurement(s): what was measured is kept"] if interrupted else []
+            lines = (
+                [f"interrupted after {len(records)} measurement(s): what was measured is kept"] if interrupted else []
+            )
             body = run.summary(records, interrupted)
             click.echo("\n".join(lines + ([body] if body else []) + count_line(records, run.noun)))
         code = exit_code(records, interrupted, run.require_ok)
@@ -183,17 +191,24 @@ def run_probe(probe: Probe, options: ProbeOptions, argv: Optional[Sequence[str]]
 
 
 def _record(session, run: Run, stop: threading.Event, label: str) -> tuple:
-    """Add every result as it comes (one flushed line each); stop at the first interruption."""
+    """Add every result as it comes (one flushed line each) with the telemetry of its window, from asking
+    the results for it to its arrival (`mlbench.telemetry.Watch`); stop at the first interruption."""
     from .progress import Progress
 
     progress = Progress(run.total, label, enabled=None if run.writes else False)
     interrupted = False
     try:
-        for result in run.results:
-            record = session.add(result)
-            progress.update(1, run.progress_text(record))
-            if stop.is_set():
-                break
+        with telemetry.Watch(telemetry.run_devices(run) if run.writes else ()) as watch:
+            results = iter(run.results)
+            while True:
+                mark = watch.mark()
+                result = next(results, None)
+                if result is None:
+                    break
+                record = session.add(result, **watch.fields(mark, run.device, result.flags))
+                progress.update(1, run.progress_text(record))
+                if stop.is_set():
+                    break
     except KeyboardInterrupt:
         interrupted = True
     finally:

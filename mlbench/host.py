@@ -161,8 +161,12 @@ class NumaBinding:
 
     def params(self) -> dict:
         """As record params: `numa_node`, `cpus` (kernel notation), `numa_bound`, `numa_reason`."""
-        return {"numa_node": self.node, "cpus": format_cpulist(self.cpus) if self.cpus else None,
-                "numa_bound": self.bound, "numa_reason": self.reason}
+        return {
+            "numa_node": self.node,
+            "cpus": format_cpulist(self.cpus) if self.cpus else None,
+            "numa_bound": self.bound,
+            "numa_reason": self.reason,
+        }
 
 
 def numa_binding_for(bus_id: Optional[str], allowed_cpus: Iterable[int], root: str = "/") -> NumaBinding:

@@ -62,9 +62,13 @@ class ProbeOptions:
         "--device", default="auto", show_default=True, help="auto, cpu, cuda, cuda:N (ROCm too), xpu, xpu:N or mps."
     )
     out: Optional[str] = option(
-        "--out", metavar="PATH", help="JSON Lines file records are appended to (default results/<run-id>/<probe>.jsonl)."
+        "--out",
+        metavar="PATH",
+        help="JSON Lines file records are appended to (default results/<run-id>/<probe>.jsonl).",
     )
-    quick: bool = option("--quick", default=False, flag=True, help="A small plan that finishes in seconds on a 2-core CPU.")
+    quick: bool = option(
+        "--quick", default=False, flag=True, help="A small plan that finishes in seconds on a 2-core CPU."
+    )
     run_id: Optional[str] = option(
         "--run-id",
         envvar="MLBENCH_RUN_ID",

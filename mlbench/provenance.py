@@ -18,10 +18,32 @@ from pathlib import Path
 from . import SCHEMA, __version__, host
 from .records import hostname, utc_now, write_json
 
-ENV_PREFIXES = ("NCCL_", "CUDA_", "HIP_", "ROCR_", "TORCH_", "MLBENCH_", "SLURM_JOB", "SLURM_NNODES", "SLURM_NTASKS",
-                "SLURM_NODELIST", "UCX_", "FI_")
-ENV_NAMES = ("OMP_NUM_THREADS", "MKL_NUM_THREADS", "WORLD_SIZE", "RANK", "LOCAL_RANK", "LOCAL_WORLD_SIZE",
-             "MASTER_ADDR", "MASTER_PORT", "GROUP_RANK", "TORCHELASTIC_RUN_ID")
+ENV_PREFIXES = (
+    "NCCL_",
+    "CUDA_",
+    "HIP_",
+    "ROCR_",
+    "TORCH_",
+    "MLBENCH_",
+    "SLURM_JOB",
+    "SLURM_NNODES",
+    "SLURM_NTASKS",
+    "SLURM_NODELIST",
+    "UCX_",
+    "FI_",
+)
+ENV_NAMES = (
+    "OMP_NUM_THREADS",
+    "MKL_NUM_THREADS",
+    "WORLD_SIZE",
+    "RANK",
+    "LOCAL_RANK",
+    "LOCAL_WORLD_SIZE",
+    "MASTER_ADDR",
+    "MASTER_PORT",
+    "GROUP_RANK",
+    "TORCHELASTIC_RUN_ID",
+)
 
 
 def relevant_environment(environ=None) -> dict:
@@ -44,8 +66,9 @@ def _driver_version() -> str | None:
     smi = shutil.which("nvidia-smi")
     if smi:
         try:
-            out = subprocess.run([smi, "--query-gpu=driver_version", "--format=csv,noheader"], capture_output=True,
-                                 text=True, timeout=15)
+            out = subprocess.run(
+                [smi, "--query-gpu=driver_version", "--format=csv,noheader"], capture_output=True, text=True, timeout=15
+            )
             if out.returncode == 0 and out.stdout.strip():
                 return out.stdout.strip().splitlines()[0]
         except (OSError, subprocess.SubprocessError):
@@ -58,8 +81,13 @@ def software_versions() -> dict:
 
     from .device import gpu_count, runtime_versions
 
-    versions = {"mlbench": __version__, "python": platform.python_version(), "torch": torch.__version__,
-                **runtime_versions(), "driver": None}
+    versions = {
+        "mlbench": __version__,
+        "python": platform.python_version(),
+        "torch": torch.__version__,
+        **runtime_versions(),
+        "driver": None,
+    }
     if gpu_count():
         versions["driver"] = _driver_version()
     return versions
@@ -68,18 +96,29 @@ def software_versions() -> dict:
 def devices() -> list[dict]:
     from .device import accelerator_inventory
 
-    return [{
-        "type": info.type, "index": info.index, "name": info.name,
-        "total_memory_bytes": info.total_memory_bytes or 0,
-        "capability": f"{info.extra.get('major', '?')}.{info.extra.get('minor', '?')}",
-        **info.llc_params(),
-        "uuid": info.extra.get("uuid") or None,
-    } for info in accelerator_inventory()]
+    return [
+        {
+            "type": info.type,
+            "index": info.index,
+            "name": info.name,
+            "total_memory_bytes": info.total_memory_bytes or 0,
+            "capability": f"{info.extra.get('major', '?')}.{info.extra.get('minor', '?')}",
+            **info.llc_params(),
+            "uuid": info.extra.get("uuid") or None,
+        }
+        for info in accelerator_inventory()
+    ]
 
 
 def host_info() -> dict:
-    return {"host": hostname(), "platform": platform.platform(), "machine": platform.machine(),
-            "cpu": host.cpu_model_name(), "cpu_count": os.cpu_count(), "memory_bytes": host.total_memory_bytes()}
+    return {
+        "host": hostname(),
+        "platform": platform.platform(),
+        "machine": platform.machine(),
+        "cpu": host.cpu_model_name(),
+        "cpu_count": os.cpu_count(),
+        "memory_bytes": host.total_memory_bytes(),
+    }
 
 
 def collect(probe: str | None = None, argv=None) -> dict:

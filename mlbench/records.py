@@ -13,8 +13,8 @@ from __future__ import annotations
 import datetime as _dt
 import json
 import math
-import re
 import os
+import re
 import secrets
 import socket
 from dataclasses import dataclass, field
@@ -24,7 +24,6 @@ from typing import Iterable, Iterator, Optional
 
 from . import SCHEMA
 from .exitcodes import UsageError
-
 
 
 class Status(str, Enum):
@@ -47,9 +46,31 @@ REQUIRED_KEYS = {
         ("op", "bytes", "count", "dtype", "world_size", "backend", "in_place"),
         ("time_us", "algbw_gbps", "busbw_gbps", "errors"),
     ),
-    "diskio": (("mode", "block_size", "jobs", "direct", "file_size"), ("gbps", "iops", "lat_us_p50", "lat_us_p99", "lat_us_p999")),
+    "diskio": (
+        ("mode", "block_size", "jobs", "direct", "file_size"),
+        ("gbps", "iops", "lat_us_p50", "lat_us_p99", "lat_us_p999"),
+    ),
+    "fabric": (("view", "op", "bytes", "nodes", "group_size"), ("busbw_gbps", "algbw_gbps", "time_us", "errors")),
+    "burn": (("dtype", "interval"), ("tflops", "iterations", "mismatches")),
+    "train": (
+        ("model", "params_count", "seq_len", "global_batch_tokens", "parallel", "world_size", "dtype"),
+        ("tokens_per_s", "tflops_per_gpu", "mfu", "step_ms", "loss_first", "loss_last"),
+    ),
 }
-_TOP_LEVEL = ("schema", "probe", "run_id", "time", "host", "rank", "world_size", "device", "params", "metrics", "status", "error")
+_TOP_LEVEL = (
+    "schema",
+    "probe",
+    "run_id",
+    "time",
+    "host",
+    "rank",
+    "world_size",
+    "device",
+    "params",
+    "metrics",
+    "status",
+    "error",
+)
 
 
 def utc_now() -> str:

@@ -57,8 +57,16 @@ class ProbeSession:
         if result.raw:
             extra.setdefault("raw", result.raw)
         record = make_record(
-            self.probe, self.run_id, device_record or self.device_record, result.params, result.metrics,
-            result.status, result.error, rank=self.rank, world_size=self.world_size, **extra,
+            self.probe,
+            self.run_id,
+            device_record or self.device_record,
+            result.params,
+            result.metrics,
+            result.status,
+            result.error,
+            rank=self.rank,
+            world_size=self.world_size,
+            **extra,
         )
         self.records.append(record)
         if self.write_enabled:

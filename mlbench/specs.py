@@ -24,11 +24,18 @@ from dataclasses import dataclass
 from importlib import resources
 from typing import Iterable, Optional
 
-DTYPE_COLUMNS = {"fp64": "tflops_fp64", "fp32": "tflops_fp32", "tf32": "tflops_tf32", "bf16": "tflops_bf16",
-                 "fp16": "tflops_fp16", "fp8": "tflops_fp8", "int8": "tops_int8"}
+DTYPE_COLUMNS = {
+    "fp64": "tflops_fp64",
+    "fp32": "tflops_fp32",
+    "tf32": "tflops_tf32",
+    "bf16": "tflops_bf16",
+    "fp16": "tflops_fp16",
+    "fp8": "tflops_fp8",
+    "int8": "tops_int8",
+}
 
 
-TEXT_COLUMNS = {"key", "name", "match", "vendor", "mamf_method", "link_name", "source"}
+TEXT_COLUMNS = {"key", "name", "match", "vendor", "mamf_method", "link_name", "source", "kind"}
 
 
 class SpecsError(ValueError):
@@ -70,7 +77,9 @@ class Spec:
         set it), else the published MAMF over the peak when both are known for that dtype, else the
         row's `mamf_expected_eff`, else None.
         """
-        explicit = self.number(f"mamf_{dtype}_expected_eff") or (self.number("mamf_expected_eff") if dtype == "bf16" else None)
+        explicit = self.number(f"mamf_{dtype}_expected_eff") or (
+            self.number("mamf_expected_eff") if dtype == "bf16" else None
+        )
         if explicit:
             return explicit
         reference, peak = self.mamf_reference(dtype), self.peak_tflops(dtype)
@@ -102,7 +111,9 @@ def _read_csv(text: str, origin: str, need_match: bool = True) -> list[dict]:
                 try:
                     float(value)
                 except ValueError:
-                    raise SpecsError(f"{origin}: line {line}: column {column!r} needs a number, got {value!r}") from None
+                    raise SpecsError(
+                        f"{origin}: line {line}: column {column!r} needs a number, got {value!r}"
+                    ) from None
     return rows
 
 
@@ -122,6 +133,8 @@ def load(extra_files: Iterable[str] = ()) -> list[Spec]:
         except (OSError, UnicodeDecodeError) as exc:
             raise SpecsError(f"--specs {path}: cannot read it: {getattr(exc, 'strerror', None) or exc}") from None
         for row in _read_csv(text, str(path), need_match=False):
+            if is_fabric_row(row):
+                continue  # a fabric row: `load_fabric` reads it
             if row["key"] not in rows and not row.get("match"):
                 raise SpecsError(f"{path}: new part {row['key']!r} needs a 'match' pattern")
             merged = dict(rows.get(row["key"], {}))
@@ -129,12 +142,72 @@ def load(extra_files: Iterable[str] = ()) -> list[Spec]:
             if row["key"] not in rows:
                 order.insert(0, row["key"])  # a user's new part matches before the shipped ones
             rows[row["key"]] = merged
-    return [Spec(key, rows[key].get("name", key), rows[key]) for key in order]
+    return Registry([Spec(key, rows[key].get("name", key), rows[key]) for key in order], load_fabric(extra_files))
 
 
 def lookup(device_name: str, registry: Optional[list] = None) -> Optional[Spec]:
     """The spec of a device by the name torch reports, or None when it is not recognised."""
     for spec in registry if registry is not None else load():
         if re.search(spec.row["match"], device_name or "", re.IGNORECASE):
+            return spec
+    return None
+
+
+# --- the fabric registry: mlbench/data/fabric.csv ----------------------------------------------------
+# One row per network fabric: `match` is searched (case insensitive) in a node's NIC descriptor
+# ("infiniband 8x400G mlx5_core", `mlbench.nics`); `kind`; `port_gbits` the line rate of one port
+# (Gbit/s); `nics_per_node` and `node_gbps` (GB/s per direction, decimal) the per-node total where
+# the fabric fixes it (else the ports found on the nodes count); `busbw_expected_eff` what a healthy
+# fabric reaches; `source`, `eff_source`. A user's --specs file may hold fabric rows next to
+# accelerator rows: a row whose key is a fabric key, or that has `port_gbits`, `node_gbps` or `kind`.
+
+FABRIC_COLUMNS = ("port_gbits", "node_gbps", "kind")
+
+
+class Registry(list):
+    """The accelerator specs (a list, as `load` always returned) with the fabric rows beside them."""
+
+    def __init__(self, specs: Iterable = (), fabric: Optional[list] = None):
+        super().__init__(specs)
+        self.fabric = list(fabric) if fabric is not None else []
+
+
+def fabric_rows() -> list[dict]:
+    text = resources.files("mlbench").joinpath("data/fabric.csv").read_text(encoding="utf-8")
+    return _read_csv(text, "mlbench/data/fabric.csv")
+
+
+def is_fabric_row(row: dict, keys: Optional[set] = None) -> bool:
+    keys = keys if keys is not None else {r["key"] for r in fabric_rows()}
+    return row.get("key") in keys or any(row.get(c) not in (None, "") for c in FABRIC_COLUMNS)
+
+
+def load_fabric(extra_files: Iterable[str] = ()) -> list[Spec]:
+    """The fabric registry: shipped rows, with fabric rows of `extra_files` overriding by key (new ones first)."""
+    rows = {row["key"]: row for row in fabric_rows()}
+    keys, order = set(rows), list(rows)
+    for path in extra_files:
+        try:
+            with open(path, encoding="utf-8") as f:
+                text = f.read()
+        except (OSError, UnicodeDecodeError) as exc:
+            raise SpecsError(f"--specs {path}: cannot read it: {getattr(exc, 'strerror', None) or exc}") from None
+        for row in _read_csv(text, str(path), need_match=False):
+            if not is_fabric_row(row, keys):
+                continue
+            if row["key"] not in rows and not row.get("match"):
+                raise SpecsError(f"{path}: new fabric {row['key']!r} needs a 'match' pattern")
+            merged = dict(rows.get(row["key"], {}))
+            merged.update({k: v for k, v in row.items() if v not in (None, "")})
+            if row["key"] not in rows:
+                order.insert(0, row["key"])
+            rows[row["key"]] = merged
+    return [Spec(key, rows[key].get("name", key), rows[key]) for key in order]
+
+
+def lookup_fabric(descriptor: str, registry: Optional[list] = None) -> Optional[Spec]:
+    """The fabric row a node's NIC descriptor matches (first match wins), or None."""
+    for spec in registry if registry is not None else load_fabric():
+        if re.search(spec.row["match"], descriptor or "", re.IGNORECASE):
             return spec
     return None

@@ -16,8 +16,17 @@ from .cli import Command
 from .exitcodes import UsageError
 
 # The columns shown by default: the figures the report compares with.
-DEFAULT_COLUMNS = ("key", "name", "tflops_bf16", "tflops_fp8", "mamf_bf16_tflops", "mem_gib", "hbm_tbps",
-                   "link_gbps", "tdp_w")
+DEFAULT_COLUMNS = (
+    "key",
+    "name",
+    "tflops_bf16",
+    "tflops_fp8",
+    "mamf_bf16_tflops",
+    "mem_gib",
+    "hbm_tbps",
+    "link_gbps",
+    "tdp_w",
+)
 
 
 def select(registry, pattern: str | None):
@@ -54,10 +63,20 @@ def _is_number(text: str) -> bool:
 
 @click.command(cls=Command, name="specs", context_settings={"help_option_names": ["-h", "--help"]})
 @click.argument("pattern", required=False)
-@click.option("--specs", "specs_files", multiple=True, metavar="FILE",
-              help="A CSV of extra or overriding rows (by key), e.g. the figures a provider agreed to.")
-@click.option("--match", "device_name", default=None, metavar="DEVICE_NAME",
-              help="Show the row that a device name (as torch reports it) matches, e.g. 'NVIDIA H100 80GB HBM3'.")
+@click.option(
+    "--specs",
+    "specs_files",
+    multiple=True,
+    metavar="FILE",
+    help="A CSV of extra or overriding rows (by key), e.g. the figures a provider agreed to.",
+)
+@click.option(
+    "--match",
+    "device_name",
+    default=None,
+    metavar="DEVICE_NAME",
+    help="Show the row that a device name (as torch reports it) matches, e.g. 'NVIDIA H100 80GB HBM3'.",
+)
 @click.option("--columns", default=None, metavar="COL[,COL...]", help="Columns to show; 'all' for every one.")
 @click.option("--format", "fmt", type=click.Choice(["table", "csv", "json"]), default="table", show_default=True)
 def command(pattern, specs_files, device_name, columns, fmt):
@@ -75,8 +94,11 @@ def command(pattern, specs_files, device_name, columns, fmt):
     if device_name is not None:
         found = specs.lookup(device_name, registry)
         if found is None:
-            click.echo(f"no spec matches {device_name!r}: its figures are reported without efficiency "
-                       "(add a row with --specs)", err=True)
+            click.echo(
+                f"no spec matches {device_name!r}: its figures are reported without efficiency "
+                "(add a row with --specs)",
+                err=True,
+            )
             return 1
         chosen = [found]
     else:

@@ -128,5 +128,9 @@ def time_call(
         end.record()
     device.synchronize()
     samples = tuple(start.elapsed_s(end) for start, end in zip(starts, ends))
-    timer = "device-events-queued" if queued else ("device-events" if getattr(device, "has_events", False) else "sync-clock")
+    timer = (
+        "device-events-queued"
+        if queued
+        else ("device-events" if getattr(device, "has_events", False) else "sync-clock")
+    )
     return Timing(samples_s=samples, warmup=warmup, reps=reps, estimate_s=estimate_s, timer=timer)

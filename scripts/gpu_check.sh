@@ -5,21 +5,23 @@
 #
 #   bash scripts/gpu_check.sh DIR
 #
-# Each step has its own time limit, so one slow or failing step cannot lose the others' results;
-# the log of each step is DIR/<step>.log, records are DIR/<step>/*.jsonl, and DIR/summary.txt says
-# what each step returned.
+# Each step has its own time limit, so one slow or failing step cannot lose the others' results.
+# DIR gets three files: summary.txt (what each step returned), machine.txt (the card, driver,
+# torch), and gpu_check.tgz holding every step's log (<step>.log) and records (<step>/*.jsonl).
 set -uo pipefail
 
-DIR=${1:?usage: bash scripts/gpu_check.sh DIR}
+OUTDIR=${1:?usage: bash scripts/gpu_check.sh DIR}
 REPO=$(cd "$(dirname "$0")/.." && pwd)
 PY=${PYTHON:-python3}
-mkdir -p "$DIR"
+mkdir -p "$OUTDIR"
+DIR=$(mktemp -d "${TMPDIR:-/tmp}/mlbench-gpu-check.XXXXXX")  # the steps' files; packed into OUTDIR at the end
+trap 'cp "$DIR/summary.txt" "$DIR/machine.txt" "$OUTDIR/" 2>/dev/null; tar -czf "$OUTDIR/gpu_check.tgz" -C "$DIR" .' EXIT
 export PYTHONPATH="$REPO${PYTHONPATH:+:$PYTHONPATH}"
 export MLBENCH_PROGRESS=0
 export MLBENCH_DEBUG=1  # a failure prints its traceback into the step's log: one device run must be enough to diagnose it
 START=$(date +%s)
 
-TOTAL_S=${GPU_CHECK_BUDGET_S:-345}  # the whole script stays under 6 minutes
+TOTAL_S=${GPU_CHECK_BUDGET_S:-480}  # the whole script stays under 8 minutes
 
 step() {  # step NAME LIMIT_S COMMAND...: skipped when the budget is spent, its limit capped to what is left
   local name=$1 limit=$2

@@ -18,8 +18,15 @@ def run_module(*args, cwd=None, env=None, timeout=300, input=None) -> subprocess
     full_env = dict(os.environ)
     full_env.setdefault("PYTHONPATH", str(REPO))
     full_env.update(env or {})
-    return subprocess.run([sys.executable, "-m", *args], cwd=cwd, env=full_env, capture_output=True, text=True,
-                          timeout=timeout, input=input)
+    return subprocess.run(
+        [sys.executable, "-m", *args],
+        cwd=cwd,
+        env=full_env,
+        capture_output=True,
+        text=True,
+        timeout=timeout,
+        input=input,
+    )
 
 
 def read_jsonl(path) -> list:

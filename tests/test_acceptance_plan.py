@@ -10,9 +10,9 @@ GPU8 = NodeLayout("g1", "cuda", 8)
 
 
 def test_select():
-    assert select(None, None) == ["node", "mamf", "membw", "collectives", "diskio"]
+    assert select(None, None) == ["node", "mamf", "membw", "collectives", "diskio", "train", "fabric"]
     assert select("diskio,mamf", None) == ["mamf", "diskio"]  # plan order, not the order given
-    assert select(None, "collectives") == ["node", "mamf", "membw", "diskio"]
+    assert select(None, "collectives") == ["node", "mamf", "membw", "diskio", "train", "fabric"]
     for only, skip in (("bogus", None), (None, "mamf,x"), ("mamf", "diskio"), ("", None)):
         with pytest.raises(UsageError):
             select(only, skip)
@@ -21,7 +21,7 @@ def test_select():
 @pytest.mark.parametrize("profile", ["quick", "standard", "full"])
 def test_every_profile_has_every_probe_and_grows(profile):
     plan = build(profile, CPU, "/data", "r", select(None, None))
-    assert [s.name for s in plan.steps] == ["node", "mamf", "membw", "collectives", "diskio"]
+    assert [s.name for s in plan.steps] == ["node", "mamf", "membw", "collectives", "diskio", "train"]
     assert plan.estimate_s() > 0
 
 
@@ -40,8 +40,11 @@ def options_of(process):
 
     probe = importlib.import_module(process.module + ".cli")
     command = probe.command
-    options_class = next(c for c in vars(probe).values() if isinstance(c, type) and c.__name__.endswith("Options")
-                         and c.__module__.endswith(".plan"))
+    options_class = next(
+        c
+        for c in vars(probe).values()
+        if isinstance(c, type) and c.__name__.endswith("Options") and c.__module__.endswith(".plan")
+    )
     return options_class(**command.make_context(command.name, list(process.args)).params)
 
 
@@ -54,7 +57,8 @@ def test_one_mamf_and_membw_process_per_gpu():
     # the links one GPU at a time, then one process for the whole peer-to-peer matrix
     assert not links.concurrent
     assert [(options_of(p).device, options_of(p).ops) for p in links.processes[:8]] == [
-        (f"cuda:{i}", "h2d,d2h") for i in range(8)]
+        (f"cuda:{i}", "h2d,d2h") for i in range(8)
+    ]
     assert (options_of(links.processes[-1]).device, options_of(links.processes[-1]).ops) == ("cuda:0", "p2p")
     assert coll.processes[0].args[:2] == ("--nproc-per-node", "8")  # all local GPUs in one job
     assert not coll.node_local
@@ -105,9 +109,18 @@ def test_a_sequential_step_runs_each_process_and_collects_their_codes(tmp_path):
     from mlbench.acceptance.plan import Process, Step
     from mlbench.acceptance.runner import FAILED, run_step
 
-    step = Step("links", (Process("mlbench.acceptance.nodecheck", ("--io-dir", str(tmp_path), "--out", "a.jsonl"), "a.jsonl"),
-                          Process("mlbench.acceptance.nodecheck", ("--io-dir", str(tmp_path / "missing"), "--out", "b.jsonl"), "b.jsonl")),
-                5, "test", concurrent=False)
+    step = Step(
+        "links",
+        (
+            Process("mlbench.acceptance.nodecheck", ("--io-dir", str(tmp_path), "--out", "a.jsonl"), "a.jsonl"),
+            Process(
+                "mlbench.acceptance.nodecheck", ("--io-dir", str(tmp_path / "missing"), "--out", "b.jsonl"), "b.jsonl"
+            ),
+        ),
+        5,
+        "test",
+        concurrent=False,
+    )
     plan = AcceptancePlan("quick", (step,), CPU, str(tmp_path), "r")
     outcome = run_step(step, plan, tmp_path)
     assert outcome.exit_codes == [0, 2] and outcome.status == FAILED

@@ -6,7 +6,6 @@ import signal
 import subprocess
 import sys
 import time
-from pathlib import Path
 
 from conftest import REPO, read_jsonl, run_module
 
@@ -26,9 +25,13 @@ def test_dry_run_prints_the_plan_and_writes_nothing(cli, tmp_path, monkeypatch):
 
 
 def test_bad_usage_is_one_line(tmp_path):
-    for args, message in ((["--only", "gpu"], "bad --only"), (["--profile", "huge"], "--profile"),
-                          (["--resume", str(tmp_path)], "no plan.json"), (["--io-dir", str(tmp_path / "nope")], "--io-dir"),
-                          (["--specs", str(tmp_path / "missing.csv")], "--specs")):
+    for args, message in (
+        (["--only", "gpu"], "bad --only"),
+        (["--profile", "huge"], "--profile"),
+        (["--resume", str(tmp_path)], "no plan.json"),
+        (["--io-dir", str(tmp_path / "nope")], "--io-dir"),
+        (["--specs", str(tmp_path / "missing.csv")], "--specs"),
+    ):
         proc = mlbench("run", *args, cwd=tmp_path)
         assert proc.returncode == 2, (args, proc.stderr)
         assert len(proc.stderr.strip().splitlines()) == 1 and message in proc.stderr
@@ -52,12 +55,12 @@ def test_only_writes_the_chosen_probes_and_a_report(tmp_path):
 def test_a_failing_verdict_exits_1(tmp_path):
     # a provider's contract that promises this CPU 1000 bf16 TFLOPS: the measured MAMF must fail it
     import torch  # noqa: F401  (the device name comes from the same code the probe uses)
+
     from mlbench.device import resolve
 
     name = resolve("cpu").info.name
     specs = tmp_path / "contract.csv"
-    specs.write_text("key,name,match,tflops_bf16,mamf_expected_eff\n"
-                     f"this-cpu,Promised CPU,^{name}$,1000,0.8\n")
+    specs.write_text(f"key,name,match,tflops_bf16,mamf_expected_eff\nthis-cpu,Promised CPU,^{name}$,1000,0.8\n")
     proc = mlbench("run", "--only", "mamf", "--device", "cpu", "--out", "r", "--specs", str(specs), cwd=tmp_path)
     assert proc.returncode == 1, proc.stderr
     assert "FAIL" in proc.stdout
@@ -75,8 +78,14 @@ def _wait_for(predicate, timeout_s=120):
 def test_interrupted_run_resumes_and_skips_what_is_complete(tmp_path):
     env = dict(os.environ, PYTHONPATH=str(REPO))
     run = tmp_path / "r"
-    proc = subprocess.Popen([sys.executable, "-m", "mlbench", "run", "--only", "mamf,membw", "--device", "cpu", "--out", str(run)],
-                            cwd=tmp_path, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "mlbench", "run", "--only", "mamf,membw", "--device", "cpu", "--out", str(run)],
+        cwd=tmp_path,
+        env=env,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
 
     def mamf_done():
         try:
@@ -106,15 +115,33 @@ def test_interrupted_run_resumes_and_skips_what_is_complete(tmp_path):
 def test_two_simulated_nodes_make_one_report(tmp_path):
     run = tmp_path / "two"
     env = dict(os.environ, PYTHONPATH=str(REPO), PYTHON=sys.executable)
-    proc = subprocess.run(["bash", str(REPO / "scripts" / "two_nodes_run.sh"), str(run), "--profile", "quick", "--device", "cpu",
-                           "--only", "node,mamf,collectives"], cwd=tmp_path, env=env, capture_output=True, text=True, timeout=240)
+    proc = subprocess.run(
+        [
+            "bash",
+            str(REPO / "scripts" / "two_nodes_run.sh"),
+            str(run),
+            "--profile",
+            "quick",
+            "--device",
+            "cpu",
+            "--only",
+            "node,mamf,collectives",
+        ],
+        cwd=tmp_path,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=240,
+    )
     logs = "".join(p.read_text() for p in tmp_path.glob("two.node*.log"))
     assert proc.returncode == 0, proc.stdout + logs
     assert (run / "simnode0" / "mamf.jsonl").exists() and (run / "simnode1" / "mamf.jsonl").exists()
     collectives = list(run.glob("*/collectives.jsonl"))
     assert len(collectives) == 1
     records = read_jsonl(collectives[0])
-    assert {r["world_size"] for r in records} == {2} and all(r["metrics"].get("errors", 0) == 0 for r in records if r["status"] == "ok")
+    assert {r["world_size"] for r in records} == {2} and all(
+        r["metrics"].get("errors", 0) == 0 for r in records if r["status"] == "ok"
+    )
     report = (run / "report.md").read_text()
     assert "simnode0" in report and "simnode1" in report
     assert "2 host(s)" in report

@@ -34,41 +34,55 @@ FP32, BF16, FP16 = DTYPES["fp32"], DTYPES["bf16"], DTYPES["fp16"]
 
 # --- byte accounting and bandwidth, against hand-computed values --------------------------------
 
-@pytest.mark.parametrize("op, size, dtype, n, count, send, recv, s_bytes", [
-    # all_reduce: count = SIZE / e, S = count * e
-    ("all_reduce", 1 << 20, FP32, 8, 262144, 262144, 262144, 1 << 20),
-    ("all_reduce", 1001, FP32, 3, 250, 250, 250, 1000),
-    # all_gather: per-rank count = 1000/4/3 = 83 -> rounded down to 16 B (4 fp32) = 80; S = 80*3*4
-    ("all_gather", 1000, FP32, 3, 80, 80, 240, 960),
-    # reduce_scatter bf16: 8192/2 = 4096, /3 = 1365 -> multiple of 8 = 1360; S = 1360*3*2 = 8160
-    ("reduce_scatter", 8192, BF16, 3, 1360, 4080, 1360, 8160),
-    ("all_to_all", 8192, BF16, 3, 1360, 4080, 4080, 8160),
-    ("all_to_all", 1 << 20, FP32, 8, 32768, 262144, 262144, 1 << 20),
-    ("broadcast", 100, FP16, 4, 50, 50, 50, 100),
-    ("sendrecv", 64, FP32, 2, 16, 16, 16, 64),
-    # too small to split: 16 B over 2 ranks of fp32 gives 2 elements, rounded down to 4 -> 0
-    ("all_gather", 16, FP32, 2, 0, 0, 0, 0),
-])
+
+@pytest.mark.parametrize(
+    "op, size, dtype, n, count, send, recv, s_bytes",
+    [
+        # all_reduce: count = SIZE / e, S = count * e
+        ("all_reduce", 1 << 20, FP32, 8, 262144, 262144, 262144, 1 << 20),
+        ("all_reduce", 1001, FP32, 3, 250, 250, 250, 1000),
+        # all_gather: per-rank count = 1000/4/3 = 83 -> rounded down to 16 B (4 fp32) = 80; S = 80*3*4
+        ("all_gather", 1000, FP32, 3, 80, 80, 240, 960),
+        # reduce_scatter bf16: 8192/2 = 4096, /3 = 1365 -> multiple of 8 = 1360; S = 1360*3*2 = 8160
+        ("reduce_scatter", 8192, BF16, 3, 1360, 4080, 1360, 8160),
+        ("all_to_all", 8192, BF16, 3, 1360, 4080, 4080, 8160),
+        ("all_to_all", 1 << 20, FP32, 8, 32768, 262144, 262144, 1 << 20),
+        ("broadcast", 100, FP16, 4, 50, 50, 50, 100),
+        ("sendrecv", 64, FP32, 2, 16, 16, 16, 64),
+        # too small to split: 16 B over 2 ranks of fp32 gives 2 elements, rounded down to 4 -> 0
+        ("all_gather", 16, FP32, 2, 0, 0, 0, 0),
+    ],
+)
 def test_counts_match_nccl_tests(op, size, dtype, n, count, send, recv, s_bytes):
     c = OPS[op].counts(size, dtype.element_bytes, n)
     assert (c.count, c.send_count, c.recv_count, c.s_bytes) == (count, send, recv, s_bytes)
 
 
-@pytest.mark.parametrize("op, n, factor", [
-    ("all_reduce", 8, 1.75), ("all_reduce", 2, 1.0), ("all_reduce", 3, 4 / 3),
-    ("all_gather", 4, 0.75), ("reduce_scatter", 3, 2 / 3), ("all_to_all", 8, 0.875),
-    ("broadcast", 8, 1.0), ("sendrecv", 2, 1.0),
-    ("all_reduce", 1, 0.0), ("broadcast", 1, 0.0), ("sendrecv", 1, 0.0),  # one rank crosses no bus
-])
+@pytest.mark.parametrize(
+    "op, n, factor",
+    [
+        ("all_reduce", 8, 1.75),
+        ("all_reduce", 2, 1.0),
+        ("all_reduce", 3, 4 / 3),
+        ("all_gather", 4, 0.75),
+        ("reduce_scatter", 3, 2 / 3),
+        ("all_to_all", 8, 0.875),
+        ("broadcast", 8, 1.0),
+        ("sendrecv", 2, 1.0),
+        ("all_reduce", 1, 0.0),
+        ("broadcast", 1, 0.0),
+        ("sendrecv", 1, 0.0),  # one rank crosses no bus
+    ],
+)
 def test_busbw_factors(op, n, factor):
     assert OPS[op].busbw_factor(n) == pytest.approx(factor)
 
 
 def test_algbw_and_busbw_from_time():
     # 1e9 B in 10 ms = 100 GB/s; an 8-rank all_reduce moves 2*7/8 of that over each link: 175 GB/s
-    assert algbw_gbps(10 ** 9, 0.01) == pytest.approx(100.0)
-    assert busbw_gbps(OPS["all_reduce"], 10 ** 9, 0.01, 8) == pytest.approx(175.0)
-    assert busbw_gbps(OPS["all_gather"], 4 * 10 ** 6, 0.001, 4) == pytest.approx(3.0)
+    assert algbw_gbps(10**9, 0.01) == pytest.approx(100.0)
+    assert busbw_gbps(OPS["all_reduce"], 10**9, 0.01, 8) == pytest.approx(175.0)
+    assert busbw_gbps(OPS["all_gather"], 4 * 10**6, 0.001, 4) == pytest.approx(3.0)
 
 
 def test_fill_and_in_place_repeats_stay_exact_and_finite():
@@ -85,16 +99,19 @@ def test_fill_and_in_place_repeats_stay_exact_and_finite():
     assert max_repeats_in_place(OPS["all_reduce"], FP32, 1, 4) is None
 
 
-@pytest.mark.parametrize("kwargs, message", [
-    ({"ops": "all_reduce,bogus"}, "unknown op 'bogus'"),
-    ({"ops": ""}, "bad --ops"),
-    ({"sizes": "8:4"}, "MAX is smaller than MIN"),
-    ({"sizes": "1Q"}, "bad size"),
-    ({"dtype": "int8"}, "unknown --dtype"),
-    ({"timeout_s": 0}, "--timeout"),
-    ({"modes": "fast"}, "bad --modes"),
-    ({"backend": "mpi"}, "bad --backend"),
-])
+@pytest.mark.parametrize(
+    "kwargs, message",
+    [
+        ({"ops": "all_reduce,bogus"}, "unknown op 'bogus'"),
+        ({"ops": ""}, "bad --ops"),
+        ({"sizes": "8:4"}, "MAX is smaller than MIN"),
+        ({"sizes": "1Q"}, "bad size"),
+        ({"dtype": "int8"}, "unknown --dtype"),
+        ({"timeout_s": 0}, "--timeout"),
+        ({"modes": "fast"}, "bad --modes"),
+        ({"backend": "mpi"}, "bad --backend"),
+    ],
+)
 def test_plan_rejects_bad_input(kwargs, message):
     options = CollectivesOptions(timeout_s=60, quick=True).replace(**kwargs)
     with pytest.raises(UsageError, match=message.replace("(", r"\(")):
@@ -102,17 +119,24 @@ def test_plan_rejects_bad_input(kwargs, message):
 
 
 def test_plan_points_use_the_placements_torch_has():
-    plan = make_plan("cpu", CollectivesOptions(ops="all_reduce,all_gather,all_to_all", sizes="1K", timeout_s=60,
-                                               quick=True))
+    plan = make_plan(
+        "cpu", CollectivesOptions(ops="all_reduce,all_gather,all_to_all", sizes="1K", timeout_s=60, quick=True)
+    )
     points = [(p.op.name, p.in_place, p.mode) for p in plan.points(2)]
-    assert points == [("all_reduce", True, "throughput"), ("all_reduce", True, "latency"),
-                      ("all_gather", False, "throughput"), ("all_gather", True, "throughput"),
-                      ("all_gather", False, "latency"), ("all_to_all", False, "throughput"),
-                      ("all_to_all", False, "latency")]
+    assert points == [
+        ("all_reduce", True, "throughput"),
+        ("all_reduce", True, "latency"),
+        ("all_gather", False, "throughput"),
+        ("all_gather", True, "throughput"),
+        ("all_gather", False, "latency"),
+        ("all_to_all", False, "throughput"),
+        ("all_to_all", False, "latency"),
+    ]
     assert parse_dtype("bfloat16") is BF16
 
 
 # --- the exact check: a reference collective in plain torch, and an injected corruption -------
+
 
 def _simulate(op: str, n: int, count: int, fill: Fill):
     """What every rank holds after `op` (plain torch, no process group), from probe.values inputs."""
@@ -128,11 +152,11 @@ def _simulate(op: str, n: int, count: int, fill: Fill):
         return [total.clone() for _ in range(n)]
     if op == "reduce_scatter":
         total = sum(inputs(r, count * n) for r in range(n))
-        return [total[r * count:(r + 1) * count].clone() for r in range(n)]
+        return [total[r * count : (r + 1) * count].clone() for r in range(n)]
     if op == "all_gather":
         return [torch.cat([inputs(r, count) for r in range(n)]) for _ in range(n)]
     if op == "all_to_all":
-        return [torch.cat([inputs(j, count * n)[me * count:(me + 1) * count] for j in range(n)]) for me in range(n)]
+        return [torch.cat([inputs(j, count * n)[me * count : (me + 1) * count] for j in range(n)]) for me in range(n)]
     if op == "broadcast":
         return [inputs(0, count) for _ in range(n)]
     if op == "sendrecv":
@@ -169,10 +193,21 @@ def test_inputs_are_small_nonzero_integers_that_differ_between_ranks():
 
 # --- the CLI in-process (one rank) and bad input ---------------------------------------------
 
+
 def test_single_rank_run_says_so_and_reports_busbw_zero(cli, tmp_path):
     out = tmp_path / "c.jsonl"
-    result = cli("collectives", "--quick", "--device", "cpu", "--ops", "all_reduce,broadcast,sendrecv",
-                 "--sizes", "64,4K", "--out", str(out))
+    result = cli(
+        "collectives",
+        "--quick",
+        "--device",
+        "cpu",
+        "--ops",
+        "all_reduce,broadcast,sendrecv",
+        "--sizes",
+        "64,4K",
+        "--out",
+        str(out),
+    )
     assert result.exit_code == 0, result.output
     records = read_jsonl(out)
     assert all(validate(r) == [] for r in records)
@@ -186,15 +221,18 @@ def test_single_rank_run_says_so_and_reports_busbw_zero(cli, tmp_path):
     assert (tmp_path / "env.json").exists()
 
 
-@pytest.mark.parametrize("args, message", [
-    (["--ops", "all_reduce,scatter"], "unknown op 'scatter'"),
-    (["--sizes", "1M:1K"], "MAX is smaller than MIN"),
-    (["--dtype", "fp64"], "unknown --dtype"),
-    (["--device", "tpu"], "bad --device"),
-    (["--timeout", "0"], "--timeout"),
-    (["--backend", "mpi"], "bad --backend"),
-    (["--nproc-per-node", "0"], "--nproc-per-node"),
-])
+@pytest.mark.parametrize(
+    "args, message",
+    [
+        (["--ops", "all_reduce,scatter"], "unknown op 'scatter'"),
+        (["--sizes", "1M:1K"], "MAX is smaller than MIN"),
+        (["--dtype", "fp64"], "unknown --dtype"),
+        (["--device", "tpu"], "bad --device"),
+        (["--timeout", "0"], "--timeout"),
+        (["--backend", "mpi"], "bad --backend"),
+        (["--nproc-per-node", "0"], "--nproc-per-node"),
+    ],
+)
 def test_bad_input_exits_2_and_writes_nothing(cli, tmp_path, monkeypatch, args, message):
     monkeypatch.chdir(tmp_path)
     result = cli("collectives", "--quick", *args)
@@ -204,16 +242,24 @@ def test_bad_input_exits_2_and_writes_nothing(cli, tmp_path, monkeypatch, args, 
 
 
 def test_bad_input_through_the_module_is_one_line(tmp_path):
-    proc = subprocess.run([sys.executable, "-m", "mlbench.collectives", "--sizes", "8:4K:x1"], cwd=tmp_path,
-                          capture_output=True, text=True, timeout=60, env=_env())
+    proc = subprocess.run(
+        [sys.executable, "-m", "mlbench.collectives", "--sizes", "8:4K:x1"],
+        cwd=tmp_path,
+        capture_output=True,
+        text=True,
+        timeout=60,
+        env=_env(),
+    )
     assert proc.returncode == 2
     assert proc.stderr.strip().splitlines() == [
         "python -m mlbench.collectives: error: bad --sizes '8:4K:x1': bad range step 'x1' in '8:4K:x1': "
-        "the factor must be greater than 1"]
+        "the factor must be greater than 1"
+    ]
     assert list(tmp_path.iterdir()) == []
 
 
 # --- real multi-process runs with gloo -------------------------------------------------------
+
 
 def _env(**extra) -> dict:
     env = dict(os.environ, PYTHONPATH=str(REPO), OMP_NUM_THREADS="1")
@@ -223,8 +269,17 @@ def _env(**extra) -> dict:
 
 
 def _torchrun(nproc: int, *args) -> list:
-    return [sys.executable, "-m", "torch.distributed.run", "--nproc-per-node", str(nproc), "--standalone",
-            "-m", "mlbench.collectives", *args]
+    return [
+        sys.executable,
+        "-m",
+        "torch.distributed.run",
+        "--nproc-per-node",
+        str(nproc),
+        "--standalone",
+        "-m",
+        "mlbench.collectives",
+        *args,
+    ]
 
 
 def _check_metrics(record: dict) -> None:
@@ -241,10 +296,27 @@ def _check_metrics(record: dict) -> None:
 
 def test_two_ranks_through_nproc_per_node_relaunch(tmp_path):
     """`python -m mlbench.collectives --nproc-per-node 2` re-launches itself under a real torchrun."""
-    proc = subprocess.run([sys.executable, "-m", "mlbench.collectives", "--nproc-per-node", "2", "--quick",
-                           "--ops", "all_reduce,all_gather,reduce_scatter,broadcast,all_to_all,sendrecv",
-                           "--sizes", "64,4K", "--run-id", "two"], cwd=tmp_path, capture_output=True, text=True,
-                          timeout=60, env=_env())
+    proc = subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "mlbench.collectives",
+            "--nproc-per-node",
+            "2",
+            "--quick",
+            "--ops",
+            "all_reduce,all_gather,reduce_scatter,broadcast,all_to_all,sendrecv",
+            "--sizes",
+            "64,4K",
+            "--run-id",
+            "two",
+        ],
+        cwd=tmp_path,
+        capture_output=True,
+        text=True,
+        timeout=60,
+        env=_env(),
+    )
     assert proc.returncode == 0, proc.stderr[-2000:]
     out = tmp_path / "results" / "two" / "collectives.jsonl"
     records = read_jsonl(out)
@@ -263,10 +335,27 @@ def test_two_ranks_through_nproc_per_node_relaunch(tmp_path):
 
 def test_three_ranks_odd_sizes_bf16(tmp_path):
     out = tmp_path / "c.jsonl"
-    proc = subprocess.run(_torchrun(3, "--quick", "--dtype", "bf16", "--modes", "throughput", "--sizes", "1000,12345",
-                                    "--ops", "all_reduce,all_gather,reduce_scatter,all_to_all,sendrecv",
-                                    "--out", str(out)),
-                          cwd=tmp_path, capture_output=True, text=True, timeout=90, env=_env())
+    proc = subprocess.run(
+        _torchrun(
+            3,
+            "--quick",
+            "--dtype",
+            "bf16",
+            "--modes",
+            "throughput",
+            "--sizes",
+            "1000,12345",
+            "--ops",
+            "all_reduce,all_gather,reduce_scatter,all_to_all,sendrecv",
+            "--out",
+            str(out),
+        ),
+        cwd=tmp_path,
+        capture_output=True,
+        text=True,
+        timeout=90,
+        env=_env(),
+    )
     assert proc.returncode == 0, proc.stderr[-2000:]
     records = read_jsonl(out)
     assert len(records) == 2 * (1 + 2 + 2 + 1 + 1) and all(r["status"] == "ok" for r in records)
@@ -310,8 +399,24 @@ def test_corrupted_result_is_caught_and_fails_the_run(tmp_path):
     script = tmp_path / "inject.py"
     script.write_text(INJECT)
     out = tmp_path / "c.jsonl"
-    cmd = [sys.executable, "-m", "torch.distributed.run", "--nproc-per-node", "2", "--standalone", str(script),
-           "--quick", "--ops", "all_reduce,all_gather", "--sizes", "1K", "--modes", "throughput", "--out", str(out)]
+    cmd = [
+        sys.executable,
+        "-m",
+        "torch.distributed.run",
+        "--nproc-per-node",
+        "2",
+        "--standalone",
+        str(script),
+        "--quick",
+        "--ops",
+        "all_reduce,all_gather",
+        "--sizes",
+        "1K",
+        "--modes",
+        "throughput",
+        "--out",
+        str(out),
+    ]
     proc = subprocess.run(cmd, cwd=tmp_path, capture_output=True, text=True, timeout=60, env=_env())
     assert proc.returncode != 0
     records = read_jsonl(out)
@@ -323,8 +428,9 @@ def test_corrupted_result_is_caught_and_fails_the_run(tmp_path):
 
 
 def test_bad_input_under_torchrun_exits_2_on_every_rank(tmp_path):
-    proc = subprocess.run(_torchrun(2, "--ops", "all_reduce,bogus"), cwd=tmp_path, capture_output=True, text=True,
-                          timeout=60, env=_env())
+    proc = subprocess.run(
+        _torchrun(2, "--ops", "all_reduce,bogus"), cwd=tmp_path, capture_output=True, text=True, timeout=60, env=_env()
+    )
     assert proc.returncode != 0
     ours = [line for line in proc.stderr.splitlines() if "error: unknown op 'bogus'" in line]
     assert len(ours) == 2  # one line from each rank
@@ -334,8 +440,14 @@ def test_bad_input_under_torchrun_exits_2_on_every_rank(tmp_path):
 
 def test_bad_out_under_torchrun_is_checked_by_rank_0_and_exits_2_on_every_rank(tmp_path):
     (tmp_path / "adir").mkdir()
-    proc = subprocess.run(_torchrun(2, "--quick", "--sizes", "1K", "--out", str(tmp_path / "adir")), cwd=tmp_path,
-                          capture_output=True, text=True, timeout=60, env=_env())
+    proc = subprocess.run(
+        _torchrun(2, "--quick", "--sizes", "1K", "--out", str(tmp_path / "adir")),
+        cwd=tmp_path,
+        capture_output=True,
+        text=True,
+        timeout=60,
+        env=_env(),
+    )
     assert proc.returncode != 0
     ours = [line for line in proc.stderr.splitlines() if line.startswith("python -m mlbench.collectives: error: --out")]
     assert len(ours) == 2 and all("is a directory" in line for line in ours)  # rank 0's answer, said by each rank
@@ -388,8 +500,14 @@ def _wait_for_records(path: Path, at_least: int, deadline_s: float) -> None:
 def test_killed_rank_ends_the_run_within_the_timeout(tmp_path):
     out = tmp_path / "c.jsonl"
     timeout_s = 5
-    proc = subprocess.Popen(_torchrun(2, "--sizes", "8:64M", "--timeout", str(timeout_s), "--out", str(out)),
-                            cwd=tmp_path, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=_env())
+    proc = subprocess.Popen(
+        _torchrun(2, "--sizes", "8:64M", "--timeout", str(timeout_s), "--out", str(out)),
+        cwd=tmp_path,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+        env=_env(),
+    )
     try:
         _wait_for_records(out, 3, 40)
         workers = _workers(proc.pid)
@@ -419,9 +537,25 @@ def test_stopped_rank_on_another_node_times_out(tmp_path):
     out = tmp_path / "c.jsonl"
     timeout_s = 3
     env = _env(PORT=str(_free_port()), PYTHON=sys.executable)
-    proc = subprocess.Popen(["bash", str(REPO / "scripts" / "two_nodes_local.sh"), "1", "--sizes", "8:64M",
-                             "--timeout", str(timeout_s), "--out", str(out)], cwd=tmp_path, env=env,
-                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, start_new_session=True)
+    proc = subprocess.Popen(
+        [
+            "bash",
+            str(REPO / "scripts" / "two_nodes_local.sh"),
+            "1",
+            "--sizes",
+            "8:64M",
+            "--timeout",
+            str(timeout_s),
+            "--out",
+            str(out),
+        ],
+        cwd=tmp_path,
+        env=env,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+        start_new_session=True,
+    )
     stopped = None
     try:
         _wait_for_records(out, 3, 40)

@@ -12,7 +12,7 @@ from mlbench.collectives.plan import DTYPES, OPS, above_link_spec, busbw_ceiling
 from mlbench.collectives.probe import CollectiveProbe, expected_values, values
 
 WORLD_SIZES = [2, 3, 255, 256, 257, 512, 2049, 65536]
-INDEX = torch.cat([torch.arange(40), torch.randint(0, 10 ** 7, (40,), generator=torch.Generator().manual_seed(3))])
+INDEX = torch.cat([torch.arange(40), torch.randint(0, 10**7, (40,), generator=torch.Generator().manual_seed(3))])
 
 
 def _inputs(op: str, dtype_name: str, n: int):
@@ -98,6 +98,7 @@ def test_data_moving_ops_have_every_rank_nonzero_and_different():
 
 # --- the link rule ------------------------------------------------------------------------------
 
+
 def test_busbw_ceiling_counts_in_switch_reduction_for_all_reduce_only():
     # NVLS all_reduce on 8 ranks: each rank sends and receives (1 + 1/8) S instead of the ring's 2*7/8 S
     assert busbw_ceiling_gbps("all_reduce", 8, 450) == pytest.approx(450 * 14 / 9)
@@ -106,15 +107,18 @@ def test_busbw_ceiling_counts_in_switch_reduction_for_all_reduce_only():
         assert busbw_ceiling_gbps(op, 8, 450) == 450
 
 
-@pytest.mark.parametrize("op, busbw, n, link, nodes, above", [
-    ("all_reduce", 480.0, 8, 450.0, 1, False),  # a healthy 8xH100 with NVLink SHARP
-    ("all_reduce", 701.0, 8, 450.0, 1, True),  # more than NVLS could do
-    ("all_gather", 480.0, 8, 450.0, 1, True),  # nothing to sum in the switch
-    ("all_gather", 440.0, 8, 450.0, 1, False),
-    ("all_reduce", 9000.0, 16, 450.0, 2, False),  # across nodes: the NIC is not in the registry
-    ("all_reduce", 9000.0, 8, None, 1, False),  # no link figure
-    ("all_reduce", float("nan"), 8, 450.0, 1, False),
-])
+@pytest.mark.parametrize(
+    "op, busbw, n, link, nodes, above",
+    [
+        ("all_reduce", 480.0, 8, 450.0, 1, False),  # a healthy 8xH100 with NVLink SHARP
+        ("all_reduce", 701.0, 8, 450.0, 1, True),  # more than NVLS could do
+        ("all_gather", 480.0, 8, 450.0, 1, True),  # nothing to sum in the switch
+        ("all_gather", 440.0, 8, 450.0, 1, False),
+        ("all_reduce", 9000.0, 16, 450.0, 2, False),  # across nodes: the NIC is not in the registry
+        ("all_reduce", 9000.0, 8, None, 1, False),  # no link figure
+        ("all_reduce", float("nan"), 8, 450.0, 1, False),
+    ],
+)
 def test_above_link_spec(op, busbw, n, link, nodes, above):
     assert above_link_spec(op, busbw, n, link, nodes) is above
 
@@ -129,9 +133,14 @@ def _probe_result(op: str, busbw_gbps: float):
     point = Point(spec, size, spec.counts(size, 2, n), True, "throughput")
     time_s = point.counts.s_bytes / (busbw_gbps / spec.busbw_factor(n)) / 1e9
     ctx = types.SimpleNamespace(
-        device=types.SimpleNamespace(type="cuda"), world_size=n, rank=0, backend="nccl", backend_version="nccl 2.21",
+        device=types.SimpleNamespace(type="cuda"),
+        world_size=n,
+        rank=0,
+        backend="nccl",
+        backend_version="nccl 2.21",
         layout=types.SimpleNamespace(nodes=1, ranks_per_node="8", text="1x8"),
-        gather_floats=lambda values: [list(values)] * n)
+        gather_floats=lambda values: [list(values)] * n,
+    )
     probe = CollectiveProbe(ctx, DTYPES["bf16"], quick=True, link_gbps=450.0)
     timing = Timing(samples_s=(time_s,) * 5, warmup=1, reps=5, estimate_s=time_s, timer="device-events")
     return probe._result(point, probe.params(point), timing, 1, 0)

@@ -28,9 +28,19 @@ def _parse(argv: list) -> CollectivesOptions:
 
 
 def test_every_forwarded_option_survives_the_command_line():
-    given = CollectivesOptions(device="cpu", out="c.jsonl", quick=True, run_id="r7", ops="all_reduce,sendrecv",
-                               sizes="1K,4K", dtype="bf16", modes="latency", timeout_s=60.0, backend="gloo",
-                               nproc_per_node=2)
+    given = CollectivesOptions(
+        device="cpu",
+        out="c.jsonl",
+        quick=True,
+        run_id="r7",
+        ops="all_reduce,sendrecv",
+        sizes="1K,4K",
+        dtype="bf16",
+        modes="latency",
+        timeout_s=60.0,
+        backend="gloo",
+        nproc_per_node=2,
+    )
     launcher_only = {f.name for f in fields(CollectivesOptions) if not f.metadata.get("forward", True)}
     assert launcher_only == {"nproc_per_node"}
     # every field is set to something other than its default, so a new option is covered here as it is added
@@ -48,12 +58,13 @@ def test_the_torchrun_command_forwards_options_added_later():
 
     cmd = torchrun_command(Later(dtype="fp16", later="b", nproc_per_node=4), 4, "agreed")
     assert cmd[cmd.index("--nproc-per-node") + 1] == "4" and cmd.count("--nproc-per-node") == 1
-    probe_args = cmd[cmd.index("mlbench.collectives") + 1:]
+    probe_args = cmd[cmd.index("mlbench.collectives") + 1 :]
     assert probe_args == Later(dtype="fp16", later="b", run_id="agreed").to_argv()
     assert {"--later", "b", "--dtype", "fp16", "--run-id", "agreed"} <= set(probe_args)
 
 
 # --- real gloo ranks ------------------------------------------------------------------------------
+
 
 def _env(**extra) -> dict:
     env = dict(os.environ, PYTHONPATH=str(REPO), OMP_NUM_THREADS="1")
@@ -63,16 +74,49 @@ def _env(**extra) -> dict:
 
 
 def test_non_default_options_reach_the_ranks(tmp_path):
-    proc = subprocess.run([sys.executable, "-m", "mlbench.collectives", "--nproc-per-node", "2", "--quick",
-                           "--dtype", "bf16", "--modes", "latency", "--sizes", "1K,4K", "--ops", "all_reduce",
-                           "--timeout", "60", "--backend", "gloo", "--run-id", "fwd"],
-                          cwd=tmp_path, capture_output=True, text=True, timeout=120, env=_env())
+    proc = subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "mlbench.collectives",
+            "--nproc-per-node",
+            "2",
+            "--quick",
+            "--dtype",
+            "bf16",
+            "--modes",
+            "latency",
+            "--sizes",
+            "1K,4K",
+            "--ops",
+            "all_reduce",
+            "--timeout",
+            "60",
+            "--backend",
+            "gloo",
+            "--run-id",
+            "fwd",
+        ],
+        cwd=tmp_path,
+        capture_output=True,
+        text=True,
+        timeout=120,
+        env=_env(),
+    )
     assert proc.returncode == 0, proc.stderr[-2000:]
     run_dir = tmp_path / "results" / "fwd"
     records = read_jsonl(run_dir / "collectives.jsonl")
     assert len(records) == 2 and all(validate(r) == [] and r["status"] == "ok" for r in records)
-    assert {(r["params"]["op"], r["params"]["dtype"], r["params"]["mode"], r["params"]["backend"],
-             r["params"]["world_size"]) for r in records} == {("all_reduce", "bf16", "latency", "gloo", 2)}
+    assert {
+        (
+            r["params"]["op"],
+            r["params"]["dtype"],
+            r["params"]["mode"],
+            r["params"]["backend"],
+            r["params"]["world_size"],
+        )
+        for r in records
+    } == {("all_reduce", "bf16", "latency", "gloo", 2)}
     assert sorted(r["params"]["requested_bytes"] for r in records) == [1024, 4096]
     assert {r["run_id"] for r in records} == {"fwd"}
     command = json.loads((run_dir / "env.json").read_text())["commands"]["collectives"]
@@ -114,12 +158,32 @@ def _children(pid: int) -> list:
 
 def _start_long_run(tmp_path, marker: str):
     out = tmp_path / "c.jsonl"
-    proc = subprocess.Popen([sys.executable, "-m", "mlbench.collectives", "--nproc-per-node", "2", "--sizes", "8:64M",
-                             "--ops", "all_reduce,all_gather,reduce_scatter", "--timeout", "300", "--out", str(out)],
-                            cwd=tmp_path, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
-                            env=_env(MLBENCH_TEST_MARKER=marker), start_new_session=True)
-    _wait_for(lambda: out.exists() and out.read_text().count("\n") >= 1 or proc.poll() is not None, 90,
-              "the first record")
+    proc = subprocess.Popen(
+        [
+            sys.executable,
+            "-m",
+            "mlbench.collectives",
+            "--nproc-per-node",
+            "2",
+            "--sizes",
+            "8:64M",
+            "--ops",
+            "all_reduce,all_gather,reduce_scatter",
+            "--timeout",
+            "300",
+            "--out",
+            str(out),
+        ],
+        cwd=tmp_path,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+        env=_env(MLBENCH_TEST_MARKER=marker),
+        start_new_session=True,
+    )
+    _wait_for(
+        lambda: out.exists() and out.read_text().count("\n") >= 1 or proc.poll() is not None, 90, "the first record"
+    )
     assert proc.poll() is None, proc.communicate()[1][-2000:]
     return proc, out
 
@@ -180,8 +244,9 @@ threading.Event().wait()
 
 
 def test_a_rank_that_does_not_stop_after_sigint_ends_after_the_grace(tmp_path):
-    proc = subprocess.Popen([sys.executable, "-c", BLOCKED_RANK], stdout=subprocess.PIPE, stderr=subprocess.PIPE,
-                            text=True, env=_env())
+    proc = subprocess.Popen(
+        [sys.executable, "-c", BLOCKED_RANK], stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=_env()
+    )
     try:
         assert proc.stdout.readline().strip() == "ready"
         os.kill(proc.pid, signal.SIGINT)
@@ -193,4 +258,5 @@ def test_a_rank_that_does_not_stop_after_sigint_ends_after_the_grace(tmp_path):
     assert proc.returncode == 3
     assert stderr.strip().splitlines() == [
         "mlbench collectives: error: rank 1 on test: interrupted, and still not stopped 1s later, during all_reduce "
-        "of 64 B; records written so far are kept"]
+        "of 64 B; records written so far are kept"
+    ]

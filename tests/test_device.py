@@ -15,15 +15,30 @@ GIB = 1 << 30
 
 def mi300x_properties(index):
     # what ROCm's torch reports for an MI300X: the L2 of one compute die, not the 256 MiB Infinity Cache
-    return types.SimpleNamespace(name="AMD Instinct MI300X", total_memory=192 * GIB, L2_cache_size=4 * MIB,
-                                 major=9, minor=4, multi_processor_count=304, gcnArchName="gfx942:sramecc+:xnack-",
-                                 uuid=f"uuid-{index}", pci_domain_id=0, pci_bus_id=(0x18, 0x9a)[index],
-                                 pci_device_id=0)
+    return types.SimpleNamespace(
+        name="AMD Instinct MI300X",
+        total_memory=192 * GIB,
+        L2_cache_size=4 * MIB,
+        major=9,
+        minor=4,
+        multi_processor_count=304,
+        gcnArchName="gfx942:sramecc+:xnack-",
+        uuid=f"uuid-{index}",
+        pci_domain_id=0,
+        pci_bus_id=(0x18, 0x9A)[index],
+        pci_device_id=0,
+    )
 
 
 def h100_properties(index):
-    return types.SimpleNamespace(name="NVIDIA H100 80GB HBM3", total_memory=80 * GIB, L2_cache_size=50 * MIB,
-                                 major=9, minor=0, uuid=f"GPU-{index}")
+    return types.SimpleNamespace(
+        name="NVIDIA H100 80GB HBM3",
+        total_memory=80 * GIB,
+        L2_cache_size=50 * MIB,
+        major=9,
+        minor=0,
+        uuid=f"GPU-{index}",
+    )
 
 
 @pytest.fixture
@@ -68,13 +83,16 @@ def test_a_device_reporting_its_whole_cache_keeps_its_figure(fake_gpus, monkeypa
     assert gpu.info.extra["major"] == 9 and "pci_bus_id" not in gpu.info.extra  # torch without PCI fields
 
 
-@pytest.mark.parametrize("reported, registry, expected", [
-    (4 * MIB, 256 * MIB, (256 * MIB, LlcSource.REGISTRY)),
-    (50 * MIB, 50 * MIB, (50 * MIB, LlcSource.DEVICE)),
-    (60 * MIB, None, (60 * MIB, LlcSource.DEVICE)),
-    (None, 96 * MIB, (96 * MIB, LlcSource.REGISTRY)),
-    (None, None, (None, None)),
-])
+@pytest.mark.parametrize(
+    "reported, registry, expected",
+    [
+        (4 * MIB, 256 * MIB, (256 * MIB, LlcSource.REGISTRY)),
+        (50 * MIB, 50 * MIB, (50 * MIB, LlcSource.DEVICE)),
+        (60 * MIB, None, (60 * MIB, LlcSource.DEVICE)),
+        (None, 96 * MIB, (96 * MIB, LlcSource.REGISTRY)),
+        (None, None, (None, None)),
+    ],
+)
 def test_the_larger_cache_figure_wins(reported, registry, expected):
     assert pick_llc(reported, registry) == expected
 
@@ -98,8 +116,10 @@ def test_nodecheck_lists_the_gpus_through_the_seam(fake_gpus):
     from mlbench.acceptance.nodecheck import _gpus
 
     gpus = _gpus()
-    assert [(g["index"], g["memory_bytes"], g["uuid"]) for g in gpus] == [(0, 192 * GIB, "uuid-0"),
-                                                                         (1, 192 * GIB, "uuid-1")]
+    assert [(g["index"], g["memory_bytes"], g["uuid"]) for g in gpus] == [
+        (0, 192 * GIB, "uuid-0"),
+        (1, 192 * GIB, "uuid-1"),
+    ]
 
 
 def test_rocm_is_told_by_torchs_build(monkeypatch):
@@ -130,10 +150,12 @@ def test_this_cpu_build_sees_no_gpu():
 
 
 def fake_sysfs(root):
-    for path, text in {"sys/devices/system/node/node0/cpulist": "0-3\n",
-                       "sys/devices/system/node/node1/cpulist": "4-7\n",
-                       "sys/bus/pci/devices/0000:18:00.0/numa_node": "0\n",
-                       "sys/bus/pci/devices/0000:9a:00.0/numa_node": "1\n"}.items():
+    for path, text in {
+        "sys/devices/system/node/node0/cpulist": "0-3\n",
+        "sys/devices/system/node/node1/cpulist": "4-7\n",
+        "sys/bus/pci/devices/0000:18:00.0/numa_node": "0\n",
+        "sys/bus/pci/devices/0000:9a:00.0/numa_node": "1\n",
+    }.items():
         (root / path).parent.mkdir(parents=True, exist_ok=True)
         (root / path).write_text(text)
     return str(root)
@@ -156,8 +178,10 @@ def test_no_numa_information_binds_nothing(fake_gpus, tmp_path):
     bound = []
     binding = resolve("cuda:0").bind_host_numa(str(tmp_path), set_affinity=bound.append)
     assert bound == [] and not binding.bound and binding.reason == "no NUMA nodes listed"
-    assert resolve("cpu").bind_host_numa(fake_sysfs(tmp_path), set_affinity=bound.append).reason == \
-        "the device's PCI address is unknown"
+    assert (
+        resolve("cpu").bind_host_numa(fake_sysfs(tmp_path), set_affinity=bound.append).reason
+        == "the device's PCI address is unknown"
+    )
     assert bound == []
 
 

@@ -61,26 +61,35 @@ def invoke(args, **kwargs):
 
 # --- plans -----------------------------------------------------------------------------------------
 
+
 def test_plan_is_the_product_with_per_family_default_block_sizes():
     plan = make_plan(DiskioOptions(modes="seqread,randread", jobs="1,4", file_size="64M", duration_s=2.0))
     assert [(t.mode, t.block_size, t.jobs) for t in plan.tests] == [
-        ("seqread", 1 << 20, 1), ("seqread", 1 << 20, 4), ("randread", 4096, 1), ("randread", 4096, 4)]
+        ("seqread", 1 << 20, 1),
+        ("seqread", 1 << 20, 4),
+        ("randread", 4096, 1),
+        ("randread", 4096, 4),
+    ]
     assert all(t.file_size == 64 << 20 and t.io_bytes == 64 << 20 and t.direct for t in plan.tests)
-    explicit = make_plan(DiskioOptions(modes="randwrite", block_sizes="4K:16K", jobs="2", file_size="1M", duration_s=1.0,
-                                       io_size="8M"))
+    explicit = make_plan(
+        DiskioOptions(modes="randwrite", block_sizes="4K:16K", jobs="2", file_size="1M", duration_s=1.0, io_size="8M")
+    )
     assert [t.block_size for t in explicit.tests] == [4096, 8192, 16384]
     assert explicit.tests[0].io_bytes == 8 << 20
 
 
-@pytest.mark.parametrize("kwargs, words", [
-    (dict(modes="seqread,bogus"), "unknown --modes item 'bogus'"),
-    (dict(block_sizes="1000"), "not a multiple of 512"),
-    (dict(block_sizes="2M", file_size="1M"), "larger than --file-size"),
-    (dict(modes="seqread", block_sizes="1M", jobs="4", file_size="2M"), "too small for 4 sequential jobs"),
-    (dict(jobs="0"), "sizes must be positive"),
-    (dict(duration_s=0), "--duration must be positive"),
-    (dict(file_size="1X"), "bad --file-size"),
-])
+@pytest.mark.parametrize(
+    "kwargs, words",
+    [
+        (dict(modes="seqread,bogus"), "unknown --modes item 'bogus'"),
+        (dict(block_sizes="1000"), "not a multiple of 512"),
+        (dict(block_sizes="2M", file_size="1M"), "larger than --file-size"),
+        (dict(modes="seqread", block_sizes="1M", jobs="4", file_size="2M"), "too small for 4 sequential jobs"),
+        (dict(jobs="0"), "sizes must be positive"),
+        (dict(duration_s=0), "--duration must be positive"),
+        (dict(file_size="1X"), "bad --file-size"),
+    ],
+)
 def test_plan_rejects_bad_input_with_one_line(kwargs, words):
     with pytest.raises(UsageError) as info:
         make_plan(DiskioOptions(**kwargs))
@@ -89,11 +98,18 @@ def test_plan_rejects_bad_input_with_one_line(kwargs, words):
 
 # --- accounting and statistics (hand-computed) ----------------------------------------------------
 
+
 def test_io_metrics_follow_fio_group_accounting():
-    a = engine.JobResult(bytes=4 * 4096, ios=4, runtime_ns=2_000_000, lat_ns=array("q", [10_000, 20_000, 30_000, 40_000]),
-                         interval_bytes=[4096, 4096, 4096, 4096])
-    b = engine.JobResult(bytes=2 * 4096, ios=2, runtime_ns=1_000_000, lat_ns=array("q", [50_000, 60_000]),
-                         interval_bytes=[8192, 0, 0])
+    a = engine.JobResult(
+        bytes=4 * 4096,
+        ios=4,
+        runtime_ns=2_000_000,
+        lat_ns=array("q", [10_000, 20_000, 30_000, 40_000]),
+        interval_bytes=[4096, 4096, 4096, 4096],
+    )
+    b = engine.JobResult(
+        bytes=2 * 4096, ios=2, runtime_ns=1_000_000, lat_ns=array("q", [50_000, 60_000]), interval_bytes=[8192, 0, 0]
+    )
     metrics, raw, _ = probe.io_metrics([a, b], interval_s=0.1)
     assert metrics["bytes"] == 6 * 4096 and metrics["ios"] == 6
     assert metrics["gbps"] == pytest.approx(6 * 4096 / 2e-3 / 1e9)  # all bytes / the longest job
@@ -117,6 +133,7 @@ def test_raw_latency_sample_is_bounded():
 
 
 # --- stamps and alignment ----------------------------------------------------------------------------
+
 
 @pytest.mark.parametrize("align", [512, 4096, 8192])
 def test_aligned_buffer_starts_on_the_boundary(align):
@@ -153,6 +170,7 @@ def test_dio_alignment_from_statx(iodir):
 
 # --- the engine on real O_DIRECT files ---------------------------------------------------------------
 
+
 def _data_file(directory: Path, size: int, salt: int) -> str:
     path = directory / "data"
     os.close(os.open(path, os.O_CREAT | os.O_EXCL | os.O_WRONLY))
@@ -162,8 +180,12 @@ def _data_file(directory: Path, size: int, salt: int) -> str:
 
 def test_byte_bound_accounting_and_read_check(iodir):
     path = _data_file(iodir, 4 << 20, salt=7)
-    specs = [engine.JobSpec(path, False, True, 64 << 10, job * (2 << 20), 2 << 20, True, 3 << 20, None, salt=7,
-                            seed=job, verify_every=4) for job in range(2)]
+    specs = [
+        engine.JobSpec(
+            path, False, True, 64 << 10, job * (2 << 20), 2 << 20, True, 3 << 20, None, salt=7, seed=job, verify_every=4
+        )
+        for job in range(2)
+    ]
     results = engine.run_jobs(specs)
     for res in results:
         assert res.bytes == 3 << 20 and res.ios == 48 and len(res.lat_ns) == 48  # wraps around its 2 MiB region
@@ -185,7 +207,8 @@ def test_time_bound_and_a_wrong_salt_is_caught(iodir):
         target = probe.Target(safety.find_mount(iodir), True, 4096, 4096, "statx")
         plan = make_plan(DiskioOptions(modes="randread", block_sizes="4K", jobs="1", file_size="1M", duration_s=1.0))
         out = probe.DiskioProbe(ws, target, plan)._result(
-            {"mode": "randread"}, [job], IoTest("randread", 4096, 1, 1 << 20, True, 1.0, 1 << 20))
+            {"mode": "randread"}, [job], IoTest("randread", 4096, 1, 1 << 20, True, 1.0, 1 << 20)
+        )
     finally:
         ws.close()
     assert out.status == "error" and "check_failed" in out.flags and "read-back check failed" in out.error
@@ -200,6 +223,7 @@ def test_misaligned_direct_io_fails_loudly(iodir):
 
 
 # --- IO buffers: huge pages (one scatter-gather segment per IO), recorded -------------------------------
+
 
 def physical_runs(address: int, size: int):
     """Physically contiguous runs of [address, address + size) in base pages (None unless root shows PFNs)."""
@@ -230,10 +254,12 @@ def test_thp_size_is_read_from_sysfs(tmp_path):
 
 def test_anon_huge_bytes_reads_the_mapping_that_holds_the_address(tmp_path):
     smaps = tmp_path / "smaps"
-    smaps.write_text("7f0000000000-7f0000400000 rw-p 00000000 00:00 0 \n"
-                     "Size:               4096 kB\nAnonHugePages:      2048 kB\nVmFlags: rd wr mr mw me ac hg\n"
-                     "7f0000400000-7f0000500000 rw-p 00000000 00:00 0 \n"
-                     "Size:               1024 kB\nAnonHugePages:         0 kB\nVmFlags: rd wr mr mw me ac nh\n")
+    smaps.write_text(
+        "7f0000000000-7f0000400000 rw-p 00000000 00:00 0 \n"
+        "Size:               4096 kB\nAnonHugePages:      2048 kB\nVmFlags: rd wr mr mw me ac hg\n"
+        "7f0000400000-7f0000500000 rw-p 00000000 00:00 0 \n"
+        "Size:               1024 kB\nAnonHugePages:         0 kB\nVmFlags: rd wr mr mw me ac nh\n"
+    )
     assert engine.anon_huge_bytes(0x7F0000200000, str(smaps)) == 2 << 20
     assert engine.anon_huge_bytes(0x7F0000400000, str(smaps)) == 0
     assert engine.anon_huge_bytes(0x7F0000500000, str(smaps)) is None
@@ -290,6 +316,7 @@ def test_records_say_what_backed_the_io_buffers(iodir):
 
 # --- safety rules --------------------------------------------------------------------------------------
 
+
 def test_target_dir_refusals(tmp_path, monkeypatch):
     with pytest.raises(UsageError, match="no such directory"):
         safety.check_target_dir(tmp_path / "missing")
@@ -321,12 +348,15 @@ def test_workspace_creates_fresh_files_only_and_removes_only_its_own(tmp_path):
     assert not (foreign.parent / "data").exists()
 
 
-@pytest.mark.parametrize("used_gib, need_gib, refused, warned", [
-    (70, 5, False, False),   # 75%
-    (70, 15, False, True),   # 85%: warn
-    (70, 25, True, False),   # 95%: refuse
-    (10, 95, True, False),   # more than available
-])
+@pytest.mark.parametrize(
+    "used_gib, need_gib, refused, warned",
+    [
+        (70, 5, False, False),  # 75%
+        (70, 15, False, True),  # 85%: warn
+        (70, 25, True, False),  # 95%: refuse
+        (10, 95, True, False),  # more than available
+    ],
+)
 def test_capacity_rule(used_gib, need_gib, refused, warned):
     usage = safety.FsUsage(total_bytes=100 * GiB, used_bytes=used_gib * GiB, avail_bytes=(100 - used_gib) * GiB)
     refusal, warning = safety.capacity_verdict(usage, need_gib * GiB)
@@ -335,9 +365,11 @@ def test_capacity_rule(used_gib, need_gib, refused, warned):
 
 def test_find_mount_takes_the_longest_prefix(tmp_path):
     info = tmp_path / "mountinfo"
-    info.write_text("22 1 8:1 / / rw - ext4 /dev/sda1 rw\n"
-                    "23 22 0:5 / /data rw - xfs /dev/nvme0n1 rw\n"
-                    "24 22 0:6 / /data2 rw - nfs srv:/x rw\n")
+    info.write_text(
+        "22 1 8:1 / / rw - ext4 /dev/sda1 rw\n"
+        "23 22 0:5 / /data rw - xfs /dev/nvme0n1 rw\n"
+        "24 22 0:6 / /data2 rw - nfs srv:/x rw\n"
+    )
     assert safety.find_mount("/data/sub", str(info)) == safety.Mount("xfs", "/dev/nvme0n1", "/data")
     assert safety.find_mount("/data2", str(info)).fs_type == "nfs"
     assert safety.find_mount("/home", str(info)).fs_type == "ext4"
@@ -354,8 +386,13 @@ def test_quick_run_writes_valid_records_and_cleans_up(iodir, tmp_path):
     assert result.exit_code == 0, result.output
     records = list(read_records(out))
     assert [(r["params"]["mode"], r["params"].get("phase")) for r in records] == [
-        ("seqwrite", None), ("seqread", None), ("randread", None), ("randwrite", None),
-        ("checkpoint", "write"), ("checkpoint", "read")]
+        ("seqwrite", None),
+        ("seqread", None),
+        ("randread", None),
+        ("randwrite", None),
+        ("checkpoint", "write"),
+        ("checkpoint", "read"),
+    ]
     for r in records:
         assert validate(r) == [] and r["status"] == "ok"
         assert r["device"]["type"] == "storage" and r["device"]["index"] is None
@@ -381,14 +418,17 @@ def test_buffered_runs_are_labelled(iodir, tmp_path):
     assert record["params"]["direct"] is False and "buffered" in record["flags"]
 
 
-@pytest.mark.parametrize("args, words", [
-    (["--modes", "seqread,nope"], "unknown --modes item"),
-    (["--block-sizes", "1000"], "multiple of 512"),
-    (["--file-size", "12Q"], "bad --file-size"),
-    (["--device", "cuda"], "use auto or cpu"),
-    (["--dir", "/dev/null"], "is a character device"),
-    (["--dir", "MISSING"], "no such directory"),
-])
+@pytest.mark.parametrize(
+    "args, words",
+    [
+        (["--modes", "seqread,nope"], "unknown --modes item"),
+        (["--block-sizes", "1000"], "multiple of 512"),
+        (["--file-size", "12Q"], "bad --file-size"),
+        (["--device", "cuda"], "use auto or cpu"),
+        (["--dir", "/dev/null"], "is a character device"),
+        (["--dir", "MISSING"], "no such directory"),
+    ],
+)
 def test_bad_input_is_one_line_exit_2_and_writes_nothing(iodir, tmp_path, args, words):
     out = tmp_path / "res" / "diskio.jsonl"
     args = [a.replace("MISSING", str(tmp_path / "missing")) for a in args]
@@ -413,15 +453,29 @@ def test_direct_io_refused_is_one_line_or_a_labelled_fallback(iodir, tmp_path, m
 
 
 def _usage_at(fill: float):
-    return lambda path: safety.FsUsage(total_bytes=100 * GiB, used_bytes=int(fill * 100 * GiB),
-                                       avail_bytes=int((1 - fill) * 100 * GiB))
+    return lambda path: safety.FsUsage(
+        total_bytes=100 * GiB, used_bytes=int(fill * 100 * GiB), avail_bytes=int((1 - fill) * 100 * GiB)
+    )
 
 
 def test_a_test_that_would_fill_past_90_percent_is_refused(iodir, tmp_path, monkeypatch):
     monkeypatch.setattr(safety, "fs_usage", _usage_at(0.899))
     out = tmp_path / "c.jsonl"
-    result = invoke([*QUICK, "--file-size", "1G", "--block-sizes", "1M", "--modes", "seqwrite,checkpoint",
-                     "--dir", str(iodir), "--out", str(out)])
+    result = invoke(
+        [
+            *QUICK,
+            "--file-size",
+            "1G",
+            "--block-sizes",
+            "1M",
+            "--modes",
+            "seqwrite,checkpoint",
+            "--dir",
+            str(iodir),
+            "--out",
+            str(out),
+        ]
+    )
     assert result.exit_code == 1
     records = list(read_records(out))
     assert len(records) == 3 and all(r["status"] == "skipped" and "refused" in r["error"] for r in records)
@@ -442,6 +496,7 @@ def test_above_80_percent_warns_and_flags(iodir, tmp_path, monkeypatch):
 def _failing_loop(code):
     def loop(fd, spec, buf, stamps, stop, result):
         raise OSError(code, os.strerror(code))
+
     return loop
 
 
@@ -468,18 +523,38 @@ def test_an_io_error_fails_that_test_and_still_cleans_up(iodir, tmp_path, monkey
 
 
 def test_help_imports_no_torch_numpy_pandas_or_matplotlib():
-    code = ("import sys\nfrom mlbench.cli import main\n"
-            "try:\n    main(['diskio', '--help'])\nexcept SystemExit:\n    pass\n"
-            "heavy = [m for m in ('torch', 'numpy', 'pandas', 'matplotlib') if m in sys.modules]\n"
-            "print('HEAVY', heavy)\n")
+    code = (
+        "import sys\nfrom mlbench.cli import main\n"
+        "try:\n    main(['diskio', '--help'])\nexcept SystemExit:\n    pass\n"
+        "heavy = [m for m in ('torch', 'numpy', 'pandas', 'matplotlib') if m in sys.modules]\n"
+        "print('HEAVY', heavy)\n"
+    )
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, cwd=ROOT, timeout=60)
     assert "--block-sizes" in out.stdout and "HEAVY []" in out.stdout
 
 
 def test_module_entry_point_runs(iodir, tmp_path):
     out = tmp_path / "m.jsonl"
-    proc = subprocess.run([sys.executable, "-m", "mlbench.diskio", *QUICK, "--modes", "randread", "--jobs", "2",
-                           "--dir", str(iodir), "--out", str(out)], capture_output=True, text=True, cwd=ROOT, timeout=120)
+    proc = subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "mlbench.diskio",
+            *QUICK,
+            "--modes",
+            "randread",
+            "--jobs",
+            "2",
+            "--dir",
+            str(iodir),
+            "--out",
+            str(out),
+        ],
+        capture_output=True,
+        text=True,
+        cwd=ROOT,
+        timeout=120,
+    )
     assert proc.returncode == 0, proc.stderr
     (record,) = read_records(out)
     assert validate(record) == [] and record["params"]["jobs"] == 2 and record["status"] == "ok"
@@ -489,10 +564,33 @@ def test_module_entry_point_runs(iodir, tmp_path):
 @pytest.mark.parametrize("signum", [signal.SIGINT, signal.SIGTERM])
 def test_signal_keeps_records_cleans_up_and_exits_3(iodir, tmp_path, signum):
     out = tmp_path / "s.jsonl"
-    proc = subprocess.Popen([sys.executable, "-m", "mlbench.diskio", "--modes", "seqread,randread,seqwrite",
-                             "--block-sizes", "64K", "--jobs", "2", "--file-size", "8M", "--duration", "1",
-                             "--io-size", "1T", "--dir", str(iodir), "--out", str(out)],
-                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, cwd=ROOT)
+    proc = subprocess.Popen(
+        [
+            sys.executable,
+            "-m",
+            "mlbench.diskio",
+            "--modes",
+            "seqread,randread,seqwrite",
+            "--block-sizes",
+            "64K",
+            "--jobs",
+            "2",
+            "--file-size",
+            "8M",
+            "--duration",
+            "1",
+            "--io-size",
+            "1T",
+            "--dir",
+            str(iodir),
+            "--out",
+            str(out),
+        ],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+        cwd=ROOT,
+    )
     deadline = time.monotonic() + 60
     while time.monotonic() < deadline and not (out.exists() and out.read_text().count("\n") >= 1):
         time.sleep(0.05)

@@ -54,11 +54,24 @@ def iodir(tmp_path):
 
 # --- options ---------------------------------------------------------------------------------------
 
+
 def test_options_round_trip_through_the_command_line():
     """Every option given comes back from to_argv, and click parses it into the same object."""
-    given = DiskioOptions(device="cpu", quick=True, out="x.jsonl", run_id="r7", directory="/data", modes="seqread",
-                          block_sizes="4K:16K", jobs="1,4", file_size="64M", duration_s=2.5, io_size="1G",
-                          direct=False, allow_buffered=True)
+    given = DiskioOptions(
+        device="cpu",
+        quick=True,
+        out="x.jsonl",
+        run_id="r7",
+        directory="/data",
+        modes="seqread",
+        block_sizes="4K:16K",
+        jobs="1,4",
+        file_size="64M",
+        duration_s=2.5,
+        io_size="1G",
+        direct=False,
+        allow_buffered=True,
+    )
     argv = given.to_argv()
     assert argv[argv.index("--dir") + 1] == "/data" and "--buffered" in argv and "--allow-buffered" in argv
     seen = {}
@@ -91,8 +104,9 @@ def test_alignment_found_on_the_file_system_is_checked():
         plan.check_alignment(4096)
 
 
-@pytest.mark.parametrize("device, ok", [("auto", True), ("cpu", True), ("cuda", False), ("cuda:0", False),
-                                        ("mps", False)])
+@pytest.mark.parametrize(
+    "device, ok", [("auto", True), ("cpu", True), ("cuda", False), ("cuda:0", False), ("mps", False)]
+)
 def test_only_the_host_is_a_device(device, ok):
     options = DiskioOptions(device=device, quick=True)
     if ok:
@@ -147,10 +161,31 @@ PROMPT_S = 5.0
 def test_ctrl_c_at_the_worst_place_still_stops_promptly_and_exits_3(iodir, tmp_path, where, nth):
     out = tmp_path / "s.jsonl"
     # the checkpoint (no time bound, 4 MiB) gives two records; then randread, time-bound, is interrupted
-    args = ["--modes", "checkpoint,randread", "--block-sizes", "64K", "--jobs", "2", "--file-size", "4M",
-            "--duration", str(LONG_S), "--io-size", "1T", "--dir", str(iodir), "--out", str(out)]
-    proc = subprocess.Popen([sys.executable, "-c", INTERRUPTING, str(out), where, str(nth), *args],
-                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, cwd=ROOT)
+    args = [
+        "--modes",
+        "checkpoint,randread",
+        "--block-sizes",
+        "64K",
+        "--jobs",
+        "2",
+        "--file-size",
+        "4M",
+        "--duration",
+        str(LONG_S),
+        "--io-size",
+        "1T",
+        "--dir",
+        str(iodir),
+        "--out",
+        str(out),
+    ]
+    proc = subprocess.Popen(
+        [sys.executable, "-c", INTERRUPTING, str(out), where, str(nth), *args],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+        cwd=ROOT,
+    )
     try:  # returns once every process holding the output has ended: no job is left behind
         stdout, stderr = proc.communicate(timeout=LONG_S / 2 + 30)
     except subprocess.TimeoutExpired:
@@ -164,7 +199,9 @@ def test_ctrl_c_at_the_worst_place_still_stops_promptly_and_exits_3(iodir, tmp_p
     assert ended - signalled < PROMPT_S, f"{ended - signalled:.1f} s from the signal to the exit"
     records = list(read_records(out))
     assert [(r["params"]["mode"], r["params"].get("phase"), r["status"]) for r in records] == [
-        ("checkpoint", "write", "ok"), ("checkpoint", "read", "ok")]  # the cut-short randread is not recorded
+        ("checkpoint", "write", "ok"),
+        ("checkpoint", "read", "ok"),
+    ]  # the cut-short randread is not recorded
     assert all(validate(r) == [] for r in records)
     assert "interrupted after 2 measurement(s)" in stdout and "2 test(s) measured, 0 skipped, 0 failed" in stdout
     assert leftovers(iodir) == [] and os.listdir(iodir) == []
@@ -175,10 +212,33 @@ def test_ctrl_c_at_the_worst_place_still_stops_promptly_and_exits_3(iodir, tmp_p
 def test_sigint_right_after_the_first_record_exits_3_and_cleans_up(iodir, tmp_path, attempt):
     """The reported case, real signals: Ctrl-C as the next test forks its jobs, right after a record."""
     out = tmp_path / "r.jsonl"
-    proc = subprocess.Popen([sys.executable, "-m", "mlbench.diskio", "--modes", "seqwrite,seqread,randread",
-                             "--block-sizes", "4K,64K", "--jobs", "1,4", "--file-size", "16M", "--duration", "1",
-                             "--io-size", "1T", "--dir", str(iodir), "--out", str(out)],
-                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, cwd=ROOT)
+    proc = subprocess.Popen(
+        [
+            sys.executable,
+            "-m",
+            "mlbench.diskio",
+            "--modes",
+            "seqwrite,seqread,randread",
+            "--block-sizes",
+            "4K,64K",
+            "--jobs",
+            "1,4",
+            "--file-size",
+            "16M",
+            "--duration",
+            "1",
+            "--io-size",
+            "1T",
+            "--dir",
+            str(iodir),
+            "--out",
+            str(out),
+        ],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+        cwd=ROOT,
+    )
     deadline = time.monotonic() + 60
     while time.monotonic() < deadline and proc.poll() is None and not (out.exists() and out.read_text().count("\n")):
         time.sleep(0.002)
@@ -195,6 +255,7 @@ def test_sigint_right_after_the_first_record_exits_3_and_cleans_up(iodir, tmp_pa
 
 # --- the engine gives the interruption back promptly ------------------------------------------------
 
+
 def _job_file(directory: Path) -> str:
     path = directory / "data"
     path.write_bytes(b"\0" * (1 << 20))
@@ -208,6 +269,7 @@ def _spec(path: str) -> engine.JobSpec:
 @pytest.fixture
 def interrupt_after():
     """interrupt_after(seconds): KeyboardInterrupt in the main thread then, as Ctrl-C raises it."""
+
     def raise_interrupt(signum, frame):
         raise KeyboardInterrupt
 

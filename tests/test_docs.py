@@ -45,8 +45,11 @@ def internal_vocabulary_hits(path: Path, root: Path = ROOT) -> list[str]:
     """`file:line: text` for every line of `path` that uses internal vocabulary."""
     text = path.read_text(encoding="utf-8", errors="replace")
     rel = path.relative_to(root)
-    return [f"{rel}:{lineno}: {line.strip()[:160]}" for lineno, line in enumerate(text.splitlines(), 1)
-            if _VOCABULARY_RE.search(line)]
+    return [
+        f"{rel}:{lineno}: {line.strip()[:160]}"
+        for lineno, line in enumerate(text.splitlines(), 1)
+        if _VOCABULARY_RE.search(line)
+    ]
 
 
 def relative_links(text: str) -> list[str]:
@@ -70,21 +73,38 @@ def broken_links(path: Path, root: Path = ROOT) -> list[str]:
 
 # --- the checkers themselves, on texts written here ---
 
-@pytest.mark.parametrize("line", [
-    "see FIELD-NOTES s2", "the field notes say", "from the Seed Deck", "(../shared/CONTRACT.md)",
-    "the rules of issue 5", "allowed by the contract", "The Contract's grammar", "the peer's layout",
-    "the peers' convention",
-])
+
+@pytest.mark.parametrize(
+    "line",
+    [
+        "see FIELD-NOTES s2",
+        "the field notes say",
+        "from the Seed Deck",
+        "(../shared/CONTRACT.md)",
+        "the rules of issue 5",
+        "allowed by the contract",
+        "The Contract's grammar",
+        "the peer's layout",
+        "the peers' convention",
+    ],
+)
 def test_vocabulary_check_catches(tmp_path, line):
     f = tmp_path / "x.md"
     f.write_text(f"fine\n{line}\n")
     assert internal_vocabulary_hits(f, tmp_path) == [f"x.md:2: {line}"]
 
 
-@pytest.mark.parametrize("line", [
-    "a provider's agreed figures", "peer-to-peer copies", "mlbench measured against its peers",
-    "manual_seed(seed)", "issues of the tool", "nccl-tests doc/PERFORMANCE.md",
-])
+@pytest.mark.parametrize(
+    "line",
+    [
+        "a provider's agreed figures",
+        "peer-to-peer copies",
+        "mlbench measured against its peers",
+        "manual_seed(seed)",
+        "issues of the tool",
+        "nccl-tests doc/PERFORMANCE.md",
+    ],
+)
 def test_vocabulary_check_lets_product_words_through(tmp_path, line):
     f = tmp_path / "x.md"
     f.write_text(line + "\n")
@@ -95,14 +115,20 @@ def test_link_check_resolves_files_and_ignores_urls_anchors_and_code(tmp_path):
     (tmp_path / "docs").mkdir()
     (tmp_path / "docs" / "a.md").write_text("# A\n")
     readme = tmp_path / "README.md"
-    readme.write_text("[a](docs/a.md) [a sec](docs/a.md#a) [web](https://example.com/x.md) [top](#a)\n"
-                      "`[not](a link)`\n```\n[nor](this.md)\n```\n"
-                      "[gone](docs/gone.md) [out](../outside.md) ![img](docs/pic.png)\n")
-    assert broken_links(readme, tmp_path) == ["README.md: docs/gone.md", "README.md: ../outside.md",
-                                    "README.md: docs/pic.png"]
+    readme.write_text(
+        "[a](docs/a.md) [a sec](docs/a.md#a) [web](https://example.com/x.md) [top](#a)\n"
+        "`[not](a link)`\n```\n[nor](this.md)\n```\n"
+        "[gone](docs/gone.md) [out](../outside.md) ![img](docs/pic.png)\n"
+    )
+    assert broken_links(readme, tmp_path) == [
+        "README.md: docs/gone.md",
+        "README.md: ../outside.md",
+        "README.md: docs/pic.png",
+    ]
 
 
 # --- the repository ---
+
 
 def test_no_internal_vocabulary_in_what_users_see():
     hits = [hit for path in user_facing_files() for hit in internal_vocabulary_hits(path)]

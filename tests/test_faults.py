@@ -28,9 +28,21 @@ def test_collective_delays_by_node_and_by_link():
     assert faults.collective_delay_ms("n2", ["n1", "n4", "n2"]) == 0
 
 
-@pytest.mark.parametrize("bad", ["slow_node", "slow_node=n1", "slow_node=n1:ms=x", "slow_node=n1:ms=-1",
-                                 "slow_link=n1:ms=5", "slow_link=n1+n1:ms=5", "corrupt=a:after=1", "telemetry=",
-                                 "nope=1", "slow_node=n1:s=5"])
+@pytest.mark.parametrize(
+    "bad",
+    [
+        "slow_node",
+        "slow_node=n1",
+        "slow_node=n1:ms=x",
+        "slow_node=n1:ms=-1",
+        "slow_link=n1:ms=5",
+        "slow_link=n1+n1:ms=5",
+        "corrupt=a:after=1",
+        "telemetry=",
+        "nope=1",
+        "slow_node=n1:s=5",
+    ],
+)
 def test_bad_values_are_usage_errors(bad):
     with pytest.raises(UsageError, match="MLBENCH_FAULTS"):
         parse(bad)

@@ -187,6 +187,7 @@ def test_delegate_replaces_the_local_run():
 
 def test_a_probe_can_move_the_out_check_into_its_start(tmp_path):
     """A probe whose ranks agree on --out once started (rank 0 checks it) skips the early check."""
+
     class ChecksLater(FakeProbe):
         def check_out(self, options):
             pass

@@ -71,11 +71,14 @@ def test_binding_takes_the_devices_node_within_the_allowed_cpus(dual_socket):
     assert host.numa_binding_for("0000:9a:00.0", range(6), dual_socket).cpus == (4, 5)
 
 
-@pytest.mark.parametrize("bus_id, allowed, reason", [
-    ("0000:c1:00.0", range(16), "no NUMA node given for PCI device 0000:c1:00.0"),
-    (None, range(16), "the device's PCI address is unknown"),
-    ("0000:9a:00.0", range(4), "none of NUMA node 1's CPUs is allowed to this process"),
-])
+@pytest.mark.parametrize(
+    "bus_id, allowed, reason",
+    [
+        ("0000:c1:00.0", range(16), "no NUMA node given for PCI device 0000:c1:00.0"),
+        (None, range(16), "the device's PCI address is unknown"),
+        ("0000:9a:00.0", range(4), "none of NUMA node 1's CPUs is allowed to this process"),
+    ],
+)
 def test_no_binding_says_why(dual_socket, bus_id, allowed, reason):
     binding = host.numa_binding_for(bus_id, allowed, dual_socket)
     assert not binding.bound and binding.reason == reason

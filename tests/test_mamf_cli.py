@@ -7,8 +7,8 @@ import sys
 import time
 
 import pytest
-
 from conftest import REPO, read_jsonl, run_module
+
 from mlbench.records import validate
 
 
@@ -32,11 +32,23 @@ def test_quick_run_writes_valid_records(cli, tmp_path):
 
 
 def test_module_entry_point_and_default_out(tmp_path):
-    proc = run_module("mlbench.mamf", "--quick", "--device", "cpu", "--run-id", "r1", "--shapes", "128x128x128,256x128x64",
-                      cwd=tmp_path)
+    proc = run_module(
+        "mlbench.mamf",
+        "--quick",
+        "--device",
+        "cpu",
+        "--run-id",
+        "r1",
+        "--shapes",
+        "128x128x128,256x128x64",
+        cwd=tmp_path,
+    )
     assert proc.returncode == 0, proc.stderr
     records = read_jsonl(tmp_path / "results" / "r1" / "mamf.jsonl")
-    assert [(r["params"]["m"], r["params"]["n"], r["params"]["k"]) for r in records] == [(128, 128, 128), (256, 128, 64)]
+    assert [(r["params"]["m"], r["params"]["n"], r["params"]["k"]) for r in records] == [
+        (128, 128, 128),
+        (256, 128, 64),
+    ]
     assert all(r["run_id"] == "r1" for r in records)
     env = (tmp_path / "results" / "r1" / "env.json").read_text()
     assert '"torch"' in env and "mlbench.mamf" in env
@@ -45,7 +57,9 @@ def test_module_entry_point_and_default_out(tmp_path):
 @pytest.mark.parametrize("dtype", ["fp32", "int8", "fp8", "fp16"])
 def test_other_dtypes_on_cpu(cli, tmp_path, dtype):
     out = tmp_path / "m.jsonl"
-    result = cli("mamf", "--device", "cpu", "--dtype", dtype, "--shapes", "64x96x128", "--warmup-s", "0", "--out", str(out))
+    result = cli(
+        "mamf", "--device", "cpu", "--dtype", dtype, "--shapes", "64x96x128", "--warmup-s", "0", "--out", str(out)
+    )
     assert result.exit_code == 0, result.output
     (record,) = read_jsonl(out)
     assert record["status"] == "ok" and record["params"]["dtype"] == dtype
@@ -62,16 +76,19 @@ def test_tf32_on_cpu_is_a_skipped_record(cli, tmp_path):
     assert validate(record) == []
 
 
-@pytest.mark.parametrize("args, message", [
-    (["--dtype", "bf17"], "unknown --dtype 'bf17'"),
-    (["--shapes", "4096x4096"], "bad --shapes item"),
-    (["--m", "-5", "--n", "8", "--k", "8"], "bad --m"),
-    (["--m", "8"], "go together"),
-    (["--device", "gpu"], "bad --device"),
-    (["--device", "cuda"], "no cuda device"),
-    (["--warmup-s", "-1"], "--warmup-s"),
-    (["--bogus"], "No such option"),
-])
+@pytest.mark.parametrize(
+    "args, message",
+    [
+        (["--dtype", "bf17"], "unknown --dtype 'bf17'"),
+        (["--shapes", "4096x4096"], "bad --shapes item"),
+        (["--m", "-5", "--n", "8", "--k", "8"], "bad --m"),
+        (["--m", "8"], "go together"),
+        (["--device", "gpu"], "bad --device"),
+        (["--device", "cuda"], "no cuda device"),
+        (["--warmup-s", "-1"], "--warmup-s"),
+        (["--bogus"], "No such option"),
+    ],
+)
 def test_bad_input_is_one_line_and_exit_2_with_nothing_written(tmp_path, args, message):
     proc = run_module("mlbench.mamf", "--quick", *args, cwd=tmp_path)
     assert proc.returncode == 2, proc.stderr
@@ -93,9 +110,29 @@ def test_unwritable_out_is_exit_2(tmp_path):
 def test_ctrl_c_keeps_records_and_exits_3(tmp_path):
     out = tmp_path / "m.jsonl"
     env = dict(os.environ, PYTHONPATH=str(REPO))
-    proc = subprocess.Popen([sys.executable, "-m", "mlbench.mamf", "--device", "cpu", "--warmup-s", "0",
-                             "--m", "64:4096:+64", "--n", "256", "--k", "256", "--out", str(out)],
-                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=env)
+    proc = subprocess.Popen(
+        [
+            sys.executable,
+            "-m",
+            "mlbench.mamf",
+            "--device",
+            "cpu",
+            "--warmup-s",
+            "0",
+            "--m",
+            "64:4096:+64",
+            "--n",
+            "256",
+            "--k",
+            "256",
+            "--out",
+            str(out),
+        ],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+        env=env,
+    )
     deadline = time.time() + 60
     while time.time() < deadline and (not out.exists() or len(out.read_text().splitlines()) < 2):
         time.sleep(0.1)
@@ -110,8 +147,22 @@ def test_ctrl_c_keeps_records_and_exits_3(tmp_path):
 
 def test_search_mode_on_a_small_grid(cli, tmp_path):
     out = tmp_path / "m.jsonl"
-    result = cli("mamf", "--device", "cpu", "--search", "--m", "64:512:+64", "--n", "128,256", "--k", "128,256",
-                 "--warmup-s", "0", "--out", str(out))
+    result = cli(
+        "mamf",
+        "--device",
+        "cpu",
+        "--search",
+        "--m",
+        "64:512:+64",
+        "--n",
+        "128,256",
+        "--k",
+        "128,256",
+        "--warmup-s",
+        "0",
+        "--out",
+        str(out),
+    )
     assert result.exit_code == 0, result.output
     records = read_jsonl(out)
     phases = [r["params"]["phase"] for r in records]

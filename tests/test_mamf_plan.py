@@ -1,24 +1,46 @@
-import itertools
 import math
 import random
 
 import pytest
 
 from mlbench.exitcodes import UsageError
-from mlbench.mamf.plan import (DTYPES, Grid, SearchSettings, SearchState, Shape, coarse_indices, make_plan, MamfOptions,
-                               parse_dtype, parse_shapes, search, tflops)
+from mlbench.mamf.plan import (
+    Grid,
+    MamfOptions,
+    SearchSettings,
+    SearchState,
+    Shape,
+    coarse_indices,
+    make_plan,
+    parse_dtype,
+    parse_shapes,
+    search,
+    tflops,
+)
 
 
 def test_flops_are_2mnk():
     assert Shape(2, 3, 4).flops == 48
-    assert Shape(8192, 8192, 8192).flops == 2 * 8192 ** 3
+    assert Shape(8192, 8192, 8192).flops == 2 * 8192**3
     # 8192^3 in 1.39 ms is 791 TFLOPS (hand: 1.0995e12 / 1.39e-3 / 1e12)
     assert tflops(Shape(8192, 8192, 8192), 1.39e-3) == pytest.approx(791.0, rel=1e-3)
 
 
-@pytest.mark.parametrize("text, name", [("bf16", "bf16"), ("bfloat16", "bf16"), ("BF16", "bf16"), ("float16", "fp16"),
-                                        ("fp16", "fp16"), ("tf32", "tf32"), ("float32", "fp32"),
-                                        ("float8_e4m3fn", "fp8"), ("fp8", "fp8"), ("int8", "int8")])
+@pytest.mark.parametrize(
+    "text, name",
+    [
+        ("bf16", "bf16"),
+        ("bfloat16", "bf16"),
+        ("BF16", "bf16"),
+        ("float16", "fp16"),
+        ("fp16", "fp16"),
+        ("tf32", "tf32"),
+        ("float32", "fp32"),
+        ("float8_e4m3fn", "fp8"),
+        ("fp8", "fp8"),
+        ("int8", "int8"),
+    ],
+)
 def test_dtype_names(text, name):
     assert parse_dtype(text).name == name
 
@@ -36,7 +58,7 @@ def test_shapes_grammar():
 
 
 def test_make_plan_validation():
-    O = MamfOptions
+    O = MamfOptions  # noqa: E741  (short: the calls below read as the command lines they stand for)
     plan = make_plan("cpu", O(m="256:1024:+256", n="512", k="1K,2K"))
     assert plan.mode == "sweep" and plan.grid.m == (256, 512, 768, 1024) and len(plan.grid) == 8
     assert make_plan("cpu", O()).mode == "search"  # the default recipe
@@ -63,8 +85,19 @@ def test_options_round_trip_through_the_command_line():
 
     from mlbench.mamf.cli import command
 
-    given = MamfOptions(device="cpu", quick=True, dtype="fp16", m="1K", n="2K", k="4K", search=False,
-                        fp8_fast_accum=True, warmup_s=0.25, out="x.jsonl", run_id="r7")
+    given = MamfOptions(
+        device="cpu",
+        quick=True,
+        dtype="fp16",
+        m="1K",
+        n="2K",
+        k="4K",
+        search=False,
+        fp8_fast_accum=True,
+        warmup_s=0.25,
+        out="x.jsonl",
+        run_id="r7",
+    )
     argv = given.to_argv()
     assert argv[:2] == ["--device", "cpu"] and "--sweep" in argv and "--fp8-fast-accum" in argv
     seen = {}
@@ -95,13 +128,17 @@ def _landscape(peak_at, noise=0.0, seed=0):
 
     def score(shape: Shape):
         m0, n0, k0 = peak_at
-        base = 800 * math.exp(-(((shape.m - m0) / 6000) ** 2 + ((shape.n - n0) / 6000) ** 2 + ((shape.k - k0) / 8000) ** 2))
+        base = 800 * math.exp(
+            -(((shape.m - m0) / 6000) ** 2 + ((shape.n - n0) / 6000) ** 2 + ((shape.k - k0) / 8000) ** 2)
+        )
         return base * (1 + rng.uniform(-noise, noise))
 
     return score
 
 
-@pytest.mark.parametrize("peak_at", [(2048, 2048, 13312), (12288, 18432, 1024), (20480, 20480, 20480), (1024, 1024, 1024)])
+@pytest.mark.parametrize(
+    "peak_at", [(2048, 2048, 13312), (12288, 18432, 1024), (20480, 20480, 20480), (1024, 1024, 1024)]
+)
 def test_search_finds_the_grid_optimum_with_few_measurements(peak_at):
     values = tuple(range(1024, 20480 + 1, 1024))
     grid = Grid(values, values, values)

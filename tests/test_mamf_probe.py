@@ -5,9 +5,8 @@ import torch
 
 from mlbench.device import resolve
 from mlbench.mamf import probe as probe_module
-from mlbench.mamf.plan import MamfPlan, Shape, parse_dtype
+from mlbench.mamf.plan import MamfPlan, Shape, best_record, parse_dtype
 from mlbench.mamf.probe import MatmulProbe, make_operands, spot_check
-from mlbench.mamf.plan import best_record
 from mlbench.mamf.probe import results as run
 
 

@@ -27,15 +27,19 @@ H100 = P.Facts("cuda", llc_bytes=50 * MiB, free_bytes=80 * 10**9, host_free_byte
 
 # -- byte accounting ---------------------------------------------------------------------------
 
-@pytest.mark.parametrize("op, read, written, copied", [
-    ("copy", 1000, 1000, 1000),
-    ("read", 1000, 0, 0),
-    ("write", 0, 1000, 0),
-    ("triad", 2000, 1000, 0),
-    ("h2d", 1000, 1000, 1000),
-    ("d2h", 1000, 1000, 1000),
-    ("p2p", 1000, 1000, 1000),
-])
+
+@pytest.mark.parametrize(
+    "op, read, written, copied",
+    [
+        ("copy", 1000, 1000, 1000),
+        ("read", 1000, 0, 0),
+        ("write", 0, 1000, 0),
+        ("triad", 2000, 1000, 0),
+        ("h2d", 1000, 1000, 1000),
+        ("d2h", 1000, 1000, 1000),
+        ("p2p", 1000, 1000, 1000),
+    ],
+)
 def test_traffic_per_op(op, read, written, copied):
     assert P.traffic(P.OPS[op], 1000) == P.Traffic(read, written, copied)
 
@@ -57,6 +61,7 @@ def test_buffers_per_set_match_the_arrays_each_op_touches():
 
 
 # -- ops, sizes, rotation ----------------------------------------------------------------------
+
 
 def test_parse_ops():
     assert P.parse_ops(None) is None
@@ -123,7 +128,11 @@ def test_gpu_plan_transfers_and_p2p():
     assert max(p.bytes for p in transfers) == P.TRANSFER_DEFAULT_MAX_BYTES
     peers = [p for p in plan.points if p.op == "p2p"]
     assert sorted((p.direction, p.src, p.dst, p.bytes) for p in peers) == [
-        ("read", 0, 1, 512 * MiB), ("read", 1, 0, 512 * MiB), ("write", 0, 1, 512 * MiB), ("write", 1, 0, 512 * MiB)]
+        ("read", 0, 1, 512 * MiB),
+        ("read", 1, 0, 512 * MiB),
+        ("write", 0, 1, 512 * MiB),
+        ("write", 1, 0, 512 * MiB),
+    ]
     assert not any(p.skip for p in plan.points)
     single = P.make_plan(H100, MembwOptions(ops="p2p,copy", sizes="1M"))
     assert single.points[0].op == "p2p" and "two or more" in single.points[0].skip
@@ -150,12 +159,15 @@ def _p2p_sizes(plan) -> set:
     return {p.bytes for p in plan.points if p.op == "p2p"}
 
 
-@pytest.mark.parametrize("options", [
-    MembwOptions(quick=True),
-    MembwOptions(quick=True, ops="p2p"),  # what `mlbench run --profile quick` asks for
-    MembwOptions(ops="copy,p2p"),
-    MembwOptions(),
-])
+@pytest.mark.parametrize(
+    "options",
+    [
+        MembwOptions(quick=True),
+        MembwOptions(quick=True, ops="p2p"),  # what `mlbench run --profile quick` asks for
+        MembwOptions(ops="copy,p2p"),
+        MembwOptions(),
+    ],
+)
 def test_p2p_keeps_its_large_size_in_every_profile(options):
     """A 4 MiB peer copy times the launch, not a 450 GB/s link: p2p runs at 512 MiB, --quick too."""
     plan = P.make_plan(TWO_GPUS, options)
@@ -194,8 +206,9 @@ def test_options_round_trip_through_the_command_line():
     """Every option given comes back from to_argv, and click parses it into the same object."""
     from mlbench.membw.cli import command
 
-    given = MembwOptions(device="cpu", quick=True, ops="copy,read", sizes="1M:64M:x4", rotate=False,
-                         out="x.jsonl", run_id="r7")
+    given = MembwOptions(
+        device="cpu", quick=True, ops="copy,read", sizes="1M:64M:x4", rotate=False, out="x.jsonl", run_id="r7"
+    )
     argv = given.to_argv()
     assert "--no-rotate" in argv and argv[argv.index("--sizes") + 1] == "1M:64M:x4"
     seen = {}
@@ -216,16 +229,26 @@ def test_options_round_trip_through_the_command_line():
 
 # -- peaks -------------------------------------------------------------------------------------
 
+
 def _record(op, nbytes, gbps, status="ok", cache_resident=False):
-    return {"probe": "membw", "status": status, "params": {"op": op, "bytes": nbytes, "cache_resident": cache_resident},
-            "metrics": {"gbps": gbps}}
+    return {
+        "probe": "membw",
+        "status": status,
+        "params": {"op": op, "bytes": nbytes, "cache_resident": cache_resident},
+        "metrics": {"gbps": gbps},
+    }
 
 
 def test_peak_comes_from_large_sizes_only():
     llc = 32 * MiB
-    records = [_record("copy", 4 * MiB, 90.0), _record("copy", 64 * MiB, 20.0), _record("copy", 128 * MiB, 25.0),
-               _record("read", 128 * MiB, 30.0), _record("read", 256 * MiB, 99.0, status="error"),
-               _record("h2d", GiB, 50.0)]
+    records = [
+        _record("copy", 4 * MiB, 90.0),
+        _record("copy", 64 * MiB, 20.0),
+        _record("copy", 128 * MiB, 25.0),
+        _record("read", 128 * MiB, 30.0),
+        _record("read", 256 * MiB, 99.0, status="error"),
+        _record("h2d", GiB, 50.0),
+    ]
     assert is_large(records[1], llc) and not is_large(records[0], llc)
     best, from_large = peaks(records, llc)
     assert from_large and {op: r["metrics"]["gbps"] for op, r in best.items()} == {"copy": 25.0, "read": 30.0}
@@ -235,6 +258,7 @@ def test_peak_comes_from_large_sizes_only():
 
 
 # -- the probe on the CPU ----------------------------------------------------------------------
+
 
 @pytest.fixture(scope="module")
 def cpu_probe():
@@ -247,13 +271,14 @@ def cpu_probe():
 
 def test_fill_random_is_never_zero():
     import torch
+
     from mlbench.membw.probe import fill_random
 
     t = torch.zeros(3 * (1 << 16) + 17)
     fill_random(t, seed=1)
     assert float(t.min()) >= 1.0 and float(t.max()) < 253.0
     assert len(torch.unique(t[: 1 << 16])) > 60000  # random, not a constant
-    assert not torch.equal(t[: 1 << 16], t[1 << 16: 2 << 16])  # blocks differ
+    assert not torch.equal(t[: 1 << 16], t[1 << 16 : 2 << 16])  # blocks differ
 
 
 @pytest.mark.parametrize("op", ["copy", "read", "write", "triad"])
@@ -325,7 +350,11 @@ def test_read_check_extra_memory_is_bounded_whatever_the_buffer_size(cpu_probe, 
         buffers = cpu_probe._device_buffers(point)
         buffers.call()
         problems = []
-        largest = _largest_allocation_bytes(lambda: problems.append(cpu_probe._check(point, buffers)))
+
+        def check(point=point, buffers=buffers, problems=problems):
+            problems.append(cpu_probe._check(point, buffers))
+
+        largest = _largest_allocation_bytes(check)
         assert problems == [None]
         assert 0 < largest <= chunk_bytes < 2 * nbytes  # one chunk of float64, not a float64 copy of the buffer
 
@@ -346,6 +375,7 @@ def test_read_check_sums_every_chunk_exactly_and_catches_one_bad_element(cpu_pro
 
 
 # -- the CLI -----------------------------------------------------------------------------------
+
 
 def _invoke(args, cwd):
     runner = CliRunner()
@@ -376,14 +406,17 @@ def test_cli_quick_run_writes_valid_records(tmp_path):
     assert "peak memory bandwidth" in result.stdout and "GB/s" in result.stdout
 
 
-@pytest.mark.parametrize("args, message", [
-    (["--ops", "copy,bogus"], "unknown op 'bogus'"),
-    (["--sizes", "12Q"], "bad --sizes '12Q': bad size"),
-    (["--sizes", "1T"], "out of memory"),
-    (["--sizes", "2"], "at least one float32"),
-    (["--device", "cuda:7"], "cuda"),
-    (["--device", "tpu"], "bad --device"),
-])
+@pytest.mark.parametrize(
+    "args, message",
+    [
+        (["--ops", "copy,bogus"], "unknown op 'bogus'"),
+        (["--sizes", "12Q"], "bad --sizes '12Q': bad size"),
+        (["--sizes", "1T"], "out of memory"),
+        (["--sizes", "2"], "at least one float32"),
+        (["--device", "cuda:7"], "cuda"),
+        (["--device", "tpu"], "bad --device"),
+    ],
+)
 def test_cli_bad_input_is_one_line_exit_2_nothing_written(tmp_path, args, message):
     result = _invoke(["--quick", *args], tmp_path)
     assert result.exit_code == 2
@@ -434,26 +467,57 @@ def test_cli_failed_check_exits_1(tmp_path, monkeypatch):
 
 def test_subprocess_module_entry_point(tmp_path):
     out = tmp_path / "m.jsonl"
-    proc = subprocess.run([sys.executable, "-m", "mlbench.membw", "--quick", "--device", "cpu", "--ops", "copy,read",
-                           "--sizes", "64K:1M:x4", "--out", str(out)], cwd=tmp_path, capture_output=True, text=True,
-                          timeout=120, env={**os.environ, "PYTHONPATH": str(ROOT)})
+    proc = subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "mlbench.membw",
+            "--quick",
+            "--device",
+            "cpu",
+            "--ops",
+            "copy,read",
+            "--sizes",
+            "64K:1M:x4",
+            "--out",
+            str(out),
+        ],
+        cwd=tmp_path,
+        capture_output=True,
+        text=True,
+        timeout=120,
+        env={**os.environ, "PYTHONPATH": str(ROOT)},
+    )
     assert proc.returncode == 0, proc.stderr
     records = [json.loads(line) for line in out.read_text().splitlines()]
     assert len(records) == 2 * 3 and all(validate(r) == [] for r in records)
     assert all(math.isfinite(r["metrics"]["gbps"]) and r["metrics"]["gbps"] > 0 for r in records)
     before = sorted(tmp_path.iterdir())
-    bad = subprocess.run([sys.executable, "-m", "mlbench.membw", "--ops", "nope"], cwd=tmp_path, capture_output=True,
-                         text=True, timeout=60, env={**os.environ, "PYTHONPATH": str(ROOT)})
+    bad = subprocess.run(
+        [sys.executable, "-m", "mlbench.membw", "--ops", "nope"],
+        cwd=tmp_path,
+        capture_output=True,
+        text=True,
+        timeout=60,
+        env={**os.environ, "PYTHONPATH": str(ROOT)},
+    )
     assert bad.returncode == 2 and len(bad.stderr.strip().splitlines()) == 1 and sorted(tmp_path.iterdir()) == before
 
 
 def test_help_does_not_import_torch():
-    code = ("import sys; from click.testing import CliRunner; from mlbench.cli import group; "
-            "r = CliRunner().invoke(group, ['membw', '--help']); assert r.exit_code == 0, r.output; "
-            "assert '--ops' in r.output and '--sizes' in r.output; "
-            "print(sorted(m for m in ('torch', 'pandas', 'matplotlib', 'numpy') if m in sys.modules))")
-    proc = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=60,
-                          env={**os.environ, "PYTHONPATH": str(ROOT)})
+    code = (
+        "import sys; from click.testing import CliRunner; from mlbench.cli import group; "
+        "r = CliRunner().invoke(group, ['membw', '--help']); assert r.exit_code == 0, r.output; "
+        "assert '--ops' in r.output and '--sizes' in r.output; "
+        "print(sorted(m for m in ('torch', 'pandas', 'matplotlib', 'numpy') if m in sys.modules))"
+    )
+    proc = subprocess.run(
+        [sys.executable, "-c", code],
+        capture_output=True,
+        text=True,
+        timeout=60,
+        env={**os.environ, "PYTHONPATH": str(ROOT)},
+    )
     assert proc.returncode == 0, proc.stderr
     assert proc.stdout.strip() == "[]"
 
@@ -469,6 +533,12 @@ def test_gpu_quick_run(tmp_path):
     records = list(read_records(out))
     assert records and all(validate(r) == [] for r in records)
     ok = {(r["params"]["op"], r["params"].get("host_memory")) for r in records if r["status"] == "ok"}
-    assert {("copy", None), ("read", None), ("write", None), ("triad", None),
-            ("h2d", "pinned"), ("d2h", "pageable")} <= ok
+    assert {
+        ("copy", None),
+        ("read", None),
+        ("write", None),
+        ("triad", None),
+        ("h2d", "pinned"),
+        ("d2h", "pageable"),
+    } <= ok
     assert all(r["params"]["timer"] == "device-events" for r in records if r["status"] == "ok")

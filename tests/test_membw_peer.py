@@ -14,7 +14,8 @@ def test_finds_the_cuda_runtime_torch_loaded(tmp_path):
     maps.write_text(
         "7f00-7f01 r-xp 00000000 08:01 1 /usr/lib/libc.so.6\n"
         "7f02-7f03 r-xp 00000000 08:01 2 /venv/nvidia/cuda_runtime/lib/libcudart.so.13\n"
-        "7f04-7f05 rw-p 00000000 00:00 0 [heap]\n")
+        "7f04-7f05 rw-p 00000000 00:00 0 [heap]\n"
+    )
     path, runtime = loaded_runtime(str(maps))
     assert path == "/venv/nvidia/cuda_runtime/lib/libcudart.so.13"
     assert (runtime.memcpy_peer_async, runtime.get_last_error) == ("cudaMemcpyPeerAsync", "cudaGetLastError")
@@ -63,7 +64,7 @@ class FakeRuntime:
 
 @pytest.mark.parametrize("runtime", RUNTIMES, ids=lambda r: r.stem)
 def test_a_failed_peer_copy_does_not_poison_the_next_calls(tmp_path, runtime):
-    prefix = runtime.memcpy_peer_async[:-len("MemcpyPeerAsync")]
+    prefix = runtime.memcpy_peer_async[: -len("MemcpyPeerAsync")]
     library = FakeRuntime(prefix, failures=1)
     maps = tmp_path / "maps"
     maps.write_text(f"7f02-7f03 r-xp 00000000 08:01 2 /lib/{runtime.stem}.so.6\n")
@@ -99,17 +100,32 @@ def test_summary_prints_one_matrix_per_direction():
     from mlbench.membw.cli import transfer_lines
 
     def peer(direction, src, dst, gbps):
-        return make_record("membw", "r", {"type": "cuda", "name": "g", "index": 0},
-                           {"op": "p2p", "bytes": 1 << 29, "src": src, "dst": dst, "direction": direction},
-                           {"gbps": 2 * gbps, "gbps_copied": gbps})
+        return make_record(
+            "membw",
+            "r",
+            {"type": "cuda", "name": "g", "index": 0},
+            {"op": "p2p", "bytes": 1 << 29, "src": src, "dst": dst, "direction": direction},
+            {"gbps": 2 * gbps, "gbps_copied": gbps},
+        )
 
-    lines = transfer_lines([peer("write", 0, 1, 396.0), peer("write", 1, 0, 390.0), peer("read", 0, 1, 380.0),
-                            make_record("membw", "r", {"type": "cuda", "name": "g", "index": 0},
-                                        {"op": "p2p", "bytes": 1 << 29, "src": 1, "dst": 0, "direction": "read"},
-                                        status="skipped", error="no peer access")])
+    lines = transfer_lines(
+        [
+            peer("write", 0, 1, 396.0),
+            peer("write", 1, 0, 390.0),
+            peer("read", 0, 1, 380.0),
+            make_record(
+                "membw",
+                "r",
+                {"type": "cuda", "name": "g", "index": 0},
+                {"op": "p2p", "bytes": 1 << 29, "src": 1, "dst": 0, "direction": "read"},
+                status="skipped",
+                error="no peer access",
+            ),
+        ]
+    )
     text = "\n".join(lines)
     assert "p2p write (the source pushes)" in text and "p2p read (the destination pulls)" in text
-    write_rows = lines[lines.index(next(line for line in lines if line.startswith("p2p write"))) + 2:][:2]
+    write_rows = lines[lines.index(next(line for line in lines if line.startswith("p2p write"))) + 2 :][:2]
     assert "396.0" in write_rows[0] and "390.0" in write_rows[1]
-    read_block = lines[lines.index(next(line for line in lines if line.startswith("p2p read"))):]
+    read_block = lines[lines.index(next(line for line in lines if line.startswith("p2p read"))) :]
     assert "380.0" in read_block[2] and "x" in read_block[3]

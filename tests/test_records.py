@@ -4,14 +4,17 @@ import os
 import pytest
 
 from mlbench.exitcodes import UsageError
-from mlbench.records import (RecordWriter, Result, check_writable, make_record, new_run_id, read_records,
-                             validate)
+from mlbench.records import RecordWriter, Result, check_writable, make_record, new_run_id, read_records, validate
 
 
 def mamf_record(**overrides):
-    record = make_record("mamf", "run1", {"type": "cpu", "name": "x", "index": None},
-                         {"m": 1, "n": 2, "k": 3, "dtype": "bf16"},
-                         {"tflops": 1.0, "tflops_mean": 0.9, "tflops_max": 1.1, "time_ms": 2.0})
+    record = make_record(
+        "mamf",
+        "run1",
+        {"type": "cpu", "name": "x", "index": None},
+        {"m": 1, "n": 2, "k": 3, "dtype": "bf16"},
+        {"tflops": 1.0, "tflops_mean": 0.9, "tflops_max": 1.1, "time_ms": 2.0},
+    )
     record.update(overrides)
     return record
 
@@ -32,8 +35,14 @@ def test_validate_names_what_is_missing():
 
 
 def test_skipped_records_need_no_metrics():
-    record = make_record("mamf", "r", {"type": "cpu", "name": "x", "index": None},
-                         {"m": 1, "n": 1, "k": 1, "dtype": "tf32"}, status="skipped", error="no tf32 here")
+    record = make_record(
+        "mamf",
+        "r",
+        {"type": "cpu", "name": "x", "index": None},
+        {"m": 1, "n": 1, "k": 1, "dtype": "tf32"},
+        status="skipped",
+        error="no tf32 here",
+    )
     assert validate(record) == []
 
 

@@ -9,7 +9,6 @@ import sys
 from pathlib import Path
 
 import pytest
-
 from conftest import run_module
 from report_records import coll, disk, mamf, membw, write_jsonl
 
@@ -20,18 +19,38 @@ PNG_MAGIC = b"\x89PNG\r\n\x1a\n"
 def small_run(root: Path) -> Path:
     """Two H100 nodes, one unknown part, one failed collective and one errored probe: every verdict kind."""
     run = root / "results" / "r1"
-    write_jsonl(run / "mamf.jsonl", [
-        mamf(794.5, m=2048, n=2048, k=13312), mamf(760.0, m=4096),
-        mamf(640.0, host="n2"), mamf(0, host="n2", dtype="fp8", status="error", error="CUDA error: device-side assert"),
-        mamf(120.0, host="n3", name="NVIDIA Z999")])
-    write_jsonl(run / "membw-n1.jsonl", [
-        membw("copy", 3000.0, copied=1500.0), membw("triad", 2950.0), membw("h2d", 106.0, copied=53.0)])
+    write_jsonl(
+        run / "mamf.jsonl",
+        [
+            mamf(794.5, m=2048, n=2048, k=13312),
+            mamf(760.0, m=4096),
+            mamf(640.0, host="n2"),
+            mamf(0, host="n2", dtype="fp8", status="error", error="CUDA error: device-side assert"),
+            mamf(120.0, host="n3", name="NVIDIA Z999"),
+        ],
+    )
+    write_jsonl(
+        run / "membw-n1.jsonl",
+        [membw("copy", 3000.0, copied=1500.0), membw("triad", 2950.0), membw("h2d", 106.0, copied=53.0)],
+    )
     write_jsonl(run / "membw-n2.jsonl", [membw("copy", 2100.0, host="n2")])
-    write_jsonl(run / "collectives.jsonl", [
-        coll("all_reduce", 1 << 20, 40.0), coll("all_reduce", 1 << 26, 300.0), coll("all_reduce", 1 << 30, 370.0),
-        coll("all_gather", 1 << 26, 350.0, errors=2)])
-    write_jsonl(run / "diskio.jsonl", [disk("seqread", 1.8), disk("randread", 0.24, block=4096, jobs=4, p99=80.0),
-                                       disk("seqwrite", 6.0, direct=False)])
+    write_jsonl(
+        run / "collectives.jsonl",
+        [
+            coll("all_reduce", 1 << 20, 40.0),
+            coll("all_reduce", 1 << 26, 300.0),
+            coll("all_reduce", 1 << 30, 370.0),
+            coll("all_gather", 1 << 26, 350.0, errors=2),
+        ],
+    )
+    write_jsonl(
+        run / "diskio.jsonl",
+        [
+            disk("seqread", 1.8),
+            disk("randread", 0.24, block=4096, jobs=4, p99=80.0),
+            disk("seqwrite", 6.0, direct=False),
+        ],
+    )
     (run / "env.json").write_text("{}")
     return run
 
@@ -62,17 +81,18 @@ def test_files_plots_and_html(tmp_path):
         data = png.read_bytes()
         assert data[:8] == PNG_MAGIC and len(data) > 5000, png
     html = (run / "report.html").read_text()
-    assert html.count("data:image/png;base64,") == 4 and "<table>" in html and "FAIL" in html
+    assert html.count("data:image/png;base64,") == 4 and "<table class='sortable'>" in html and "FAIL" in html
     import csv
 
     rows = list(csv.DictReader((run / "summary.csv").open()))
-    assert {r["verdict"] for r in rows} == {"PASS", "WARN", "FAIL", "INCOMPLETE"}
+    assert {r["verdict"] for r in rows} == {"PASS", "WARN", "FAIL", "INCOMPLETE", "INFO"}  # INFO: storage
     assert any(r["check"] == "mamf.bf16" and r["host"] == "n1" and float(r["value"]) == 794.5 for r in rows)
 
 
 def test_exit_code_0_when_nothing_fails_and_strict_incomplete(tmp_path, cli):
-    path = write_jsonl(tmp_path / "a" / "mamf.jsonl",
-                       [mamf(790.0), mamf(0, dtype="fp8", status="skipped", error="no fp8 here")])
+    path = write_jsonl(
+        tmp_path / "a" / "mamf.jsonl", [mamf(790.0), mamf(0, dtype="fp8", status="skipped", error="no fp8 here")]
+    )
     result = cli("report", str(path), "--out", str(tmp_path / "o1"), "--no-plots", "-q")
     assert result.exit_code == 0
     strict = cli("report", str(path), "--out", str(tmp_path / "o2"), "--no-plots", "-q", "--strict")
@@ -102,18 +122,21 @@ def test_specs_file_changes_the_verdict(tmp_path, cli):
     assert without.exit_code == 0  # unknown part: WARN, no efficiency
 
 
-@pytest.mark.parametrize("make_args", [
-    lambda t: ["report", str(t / "nope")],
-    lambda t: ["report", str(t / "run"), "--specs", str(t / "missing.csv")],
-    lambda t: ["report", str(t / "run"), "--specs", str(t / "bad.csv")],
-    lambda t: ["report", str(t / "run"), "--expect", "mamf"],
-    lambda t: ["report", str(t / "run"), "--expect", "nope=0.5"],
-    lambda t: ["report", str(t / "run"), "--acceptance", str(t / "bad.json")],
-    lambda t: ["report", str(t / "run"), "--warn-below", "0.5"],
-    lambda t: ["report", str(t / "run"), "--min", "mamf=700"],
-    lambda t: ["report", str(t / "empty")],
-    lambda t: ["report", str(t / "run"), "--out", str(t / "run" / "mamf.jsonl")],
-])
+@pytest.mark.parametrize(
+    "make_args",
+    [
+        lambda t: ["report", str(t / "nope")],
+        lambda t: ["report", str(t / "run"), "--specs", str(t / "missing.csv")],
+        lambda t: ["report", str(t / "run"), "--specs", str(t / "bad.csv")],
+        lambda t: ["report", str(t / "run"), "--expect", "mamf"],
+        lambda t: ["report", str(t / "run"), "--expect", "nope=0.5"],
+        lambda t: ["report", str(t / "run"), "--acceptance", str(t / "bad.json")],
+        lambda t: ["report", str(t / "run"), "--warn-below", "0.5"],
+        lambda t: ["report", str(t / "run"), "--min", "mamf=700"],
+        lambda t: ["report", str(t / "empty")],
+        lambda t: ["report", str(t / "run"), "--out", str(t / "run" / "mamf.jsonl")],
+    ],
+)
 def test_bad_usage_exits_2_with_one_line_and_writes_nothing(tmp_path, cli, make_args):
     write_jsonl(tmp_path / "run" / "mamf.jsonl", [mamf(790.0)])
     (tmp_path / "bad.csv").write_text("key,name,match,tflops_bf16\nz9,Z9,Z9,fast\n")
@@ -161,14 +184,16 @@ def test_api_build_report_in_process(tmp_path):
     run = small_run(tmp_path)
     result = build_report([run], out_dir=tmp_path / "api", plots=False)
     assert result.exit_code == 1
-    assert set(result.verdicts["verdict"]) == {"PASS", "WARN", "FAIL", "INCOMPLETE"}
+    assert set(result.verdicts["verdict"]) == {"PASS", "WARN", "FAIL", "INCOMPLETE", "INFO"}
     assert {p.name for p in result.files} == {"report.md", "summary.csv", "fleet.csv", "report.html"}
     assert result.markdown == (tmp_path / "api" / "report.md").read_text()
 
 
 def test_importing_the_reporter_is_light():
-    code = ("import sys, mlbench.report, mlbench.report.cli, mlbench.specs_cli; "
-            "print(sorted(m for m in ('pandas', 'matplotlib', 'torch') if m in sys.modules))")
+    code = (
+        "import sys, mlbench.report, mlbench.report.cli, mlbench.specs_cli; "
+        "print(sorted(m for m in ('pandas', 'matplotlib', 'torch') if m in sys.modules))"
+    )
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=60)
     assert out.returncode == 0, out.stderr
     assert out.stdout.strip() == "[]"

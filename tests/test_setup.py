@@ -26,13 +26,21 @@ def test_the_venv_falls_back_to_the_system_pip_and_keeps_system_packages(tmp_pat
     fake.write_text(NO_ENSUREPIP)
     fake.chmod(0o755)
     venv = tmp_path / "venv"
-    proc = subprocess.run(["make", "-C", str(REPO), f"PYTHON={fake}", f"VENV={venv}", f"{venv}/bin/python"],
-                          capture_output=True, text=True, timeout=120)
+    proc = subprocess.run(
+        ["make", "-C", str(REPO), f"PYTHON={fake}", f"VENV={venv}", f"{venv}/bin/python"],
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
     assert proc.returncode == 0, proc.stdout + proc.stderr
     assert "using the system's pip" in proc.stdout
     python = venv / "bin" / "python"
     # inside the venv: its own prefix, the system's packages visible (a container's torch stays), pip usable
-    check = subprocess.run([str(python), "-c", "import sys, pip; print(sys.prefix)"],
-                           capture_output=True, text=True, env={k: v for k, v in os.environ.items() if k != "PYTHONPATH"})
+    check = subprocess.run(
+        [str(python), "-c", "import sys, pip; print(sys.prefix)"],
+        capture_output=True,
+        text=True,
+        env={k: v for k, v in os.environ.items() if k != "PYTHONPATH"},
+    )
     assert check.returncode == 0, check.stderr
     assert Path(check.stdout.strip()).resolve() == venv.resolve()

@@ -3,10 +3,21 @@ import pytest
 from mlbench.sizes import SizeError, format_bytes, parse_size, parse_sizes
 
 
-@pytest.mark.parametrize("text, value", [
-    ("8", 8), ("64K", 65536), ("64k", 65536), ("1MiB", 1 << 20), ("1mib", 1 << 20), ("8G", 8 << 30),
-    ("2TiB", 2 << 40), ("512B", 512), ("3KB", 3072), (" 16M ", 16 << 20),
-])
+@pytest.mark.parametrize(
+    "text, value",
+    [
+        ("8", 8),
+        ("64K", 65536),
+        ("64k", 65536),
+        ("1MiB", 1 << 20),
+        ("1mib", 1 << 20),
+        ("8G", 8 << 30),
+        ("2TiB", 2 << 40),
+        ("512B", 512),
+        ("3KB", 3072),
+        (" 16M ", 16 << 20),
+    ],
+)
 def test_parse_size(text, value):
     assert parse_size(text) == value
 

@@ -9,27 +9,45 @@ import pytest
 
 from mlbench import specs
 
-SHIPPED_PARTS = ["a100-sxm", "a100-pcie", "h100-sxm", "h100-pcie", "h200", "gh200", "b200", "b300", "gb200",
-               "mi300x", "mi325x", "mi355x", "gaudi2", "gaudi3", "l40s"]
+SHIPPED_PARTS = [
+    "a100-sxm",
+    "a100-pcie",
+    "h100-sxm",
+    "h100-pcie",
+    "h200",
+    "gh200",
+    "b200",
+    "b300",
+    "gb200",
+    "mi300x",
+    "mi325x",
+    "mi355x",
+    "gaudi2",
+    "gaudi3",
+    "l40s",
+]
 
 
-@pytest.mark.parametrize("torch_name, key", [
-    ("NVIDIA H100 80GB HBM3", "h100-sxm"),  # what torch reports for the SXM part
-    ("NVIDIA H100 PCIe", "h100-pcie"),
-    ("NVIDIA H200", "h200"),
-    ("NVIDIA GH200 480GB", "gh200"),  # not the H200 row, although the name contains "H200"
-    ("NVIDIA A100-SXM4-80GB", "a100-sxm"),
-    ("NVIDIA A100 80GB PCIe", "a100-pcie"),
-    ("NVIDIA B200", "b200"),
-    ("NVIDIA GB200", "gb200"),  # not the B200 row
-    ("NVIDIA B300 SXM6 AC", "b300"),
-    ("AMD Instinct MI300X", "mi300x"),
-    ("AMD Instinct MI325X", "mi325x"),
-    ("AMD Instinct MI355X", "mi355x"),
-    ("GAUDI2", "gaudi2"),
-    ("GAUDI3", "gaudi3"),
-    ("NVIDIA L40S", "l40s"),
-])
+@pytest.mark.parametrize(
+    "torch_name, key",
+    [
+        ("NVIDIA H100 80GB HBM3", "h100-sxm"),  # what torch reports for the SXM part
+        ("NVIDIA H100 PCIe", "h100-pcie"),
+        ("NVIDIA H200", "h200"),
+        ("NVIDIA GH200 480GB", "gh200"),  # not the H200 row, although the name contains "H200"
+        ("NVIDIA A100-SXM4-80GB", "a100-sxm"),
+        ("NVIDIA A100 80GB PCIe", "a100-pcie"),
+        ("NVIDIA B200", "b200"),
+        ("NVIDIA GB200", "gb200"),  # not the B200 row
+        ("NVIDIA B300 SXM6 AC", "b300"),
+        ("AMD Instinct MI300X", "mi300x"),
+        ("AMD Instinct MI325X", "mi325x"),
+        ("AMD Instinct MI355X", "mi355x"),
+        ("GAUDI2", "gaudi2"),
+        ("GAUDI3", "gaudi3"),
+        ("NVIDIA L40S", "l40s"),
+    ],
+)
 def test_lookup_matches_torch_device_names(torch_name, key):
     assert specs.lookup(torch_name).key == key
 
@@ -59,7 +77,11 @@ def test_every_source_names_a_public_document():
         for column in SOURCE_COLUMNS:
             text = spec.row[column]
             assert PUBLIC_DOCUMENT.search(text), (spec.key, column, text)
-            assert not re.search(r"field.notes|seed deck|\bs\d(?:-\d)?\b", text, re.IGNORECASE), (spec.key, column, text)
+            assert not re.search(r"field.notes|seed deck|\bs\d(?:-\d)?\b", text, re.IGNORECASE), (
+                spec.key,
+                column,
+                text,
+            )
 
 
 def test_published_mamf_cites_the_mamf_finder_table():
@@ -87,9 +109,11 @@ def test_published_figures_of_the_h100_and_others():
 
 def test_user_file_overrides_and_adds_parts(tmp_path):
     extra = tmp_path / "provider.csv"
-    extra.write_text("key,name,match,tflops_bf16,hbm_tbps\n"
-                     "h100-sxm,,,,3.0\n"  # a provider's agreed figure for a known part
-                     "z9,Acme Z9,ACME Z9,500,1.0\n")
+    extra.write_text(
+        "key,name,match,tflops_bf16,hbm_tbps\n"
+        "h100-sxm,,,,3.0\n"  # a provider's agreed figure for a known part
+        "z9,Acme Z9,ACME Z9,500,1.0\n"
+    )
     registry = specs.load([extra])
     h100 = specs.lookup("NVIDIA H100 80GB HBM3", registry)
     assert h100.number("hbm_tbps") == 3.0 and h100.peak_tflops("bf16") == 989  # the rest is kept
@@ -97,12 +121,15 @@ def test_user_file_overrides_and_adds_parts(tmp_path):
     assert z9.key == "z9" and z9.peak_tflops("bf16") == 500
 
 
-@pytest.mark.parametrize("text, words", [
-    ("key,name,match,tflops_bf16\nz9,Z9,Z9,fast\n", "needs a number"),
-    ("key,name,match\nz9,Z9,([\n", "bad match pattern"),
-    ("key,name,match\nz9,Z9,\n", "needs a 'match'"),
-    ("key,name,match\nz9,Z9,Z9,extra\n", "more fields"),
-])
+@pytest.mark.parametrize(
+    "text, words",
+    [
+        ("key,name,match,tflops_bf16\nz9,Z9,Z9,fast\n", "needs a number"),
+        ("key,name,match\nz9,Z9,([\n", "bad match pattern"),
+        ("key,name,match\nz9,Z9,\n", "needs a 'match'"),
+        ("key,name,match\nz9,Z9,Z9,extra\n", "more fields"),
+    ],
+)
 def test_bad_user_files_raise_one_clear_error(tmp_path, text, words):
     bad = tmp_path / "bad.csv"
     bad.write_text(text)

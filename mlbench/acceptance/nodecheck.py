@@ -1,5 +1,9 @@
 """Node sanity facts for the acceptance run, as `node` records (the reporter judges them).
 
+The record `check: nics` lists the node's network ports (InfiniBand/RoCE/EFA with state, rate and
+link layer, Ethernet speed; PCIe/NUMA placement next to each GPU) and its fabric summary
+(`mlbench.nics`); the report flags a node whose fabric differs from the fleet's (`fabric.nics`).
+
 Sizing rules of thumb: 2-3 data-loader workers per accelerator plus one process, so at
 least 3 CPU cores per GPU; host memory at least the GPUs' total memory; storage planned at 80% of
 what was sold (warn at 80% full, fail at 90%). With NVML (optional extra `nvidia-ml-py`) each GPU's
@@ -20,7 +24,7 @@ from ..cli import Command
 
 def facts(io_dir: str) -> list:
     """(device record, params, metrics) triples: CPU, host memory, disk, one per GPU."""
-    from .. import host
+    from .. import host, nics
     from ..records import hostname
 
     gpus = _gpus()
@@ -30,17 +34,41 @@ def facts(io_dir: str) -> list:
     host_memory = host.total_memory_bytes()
     gpu_memory = sum(g.get("memory_bytes") or 0 for g in gpus)
     out = [
-        (node, {"check": "cpu_cores", "cpu": host.cpu_model_name()},
-         {"cores": cores, "usable_cores": usable, "gpus": len(gpus),
-          "cores_per_gpu": (usable / len(gpus)) if gpus else None, "needed_cores": 3 * len(gpus)}),
-        (node, {"check": "host_memory"},
-         {"bytes": host_memory, "gpu_memory_bytes": gpu_memory,
-          "ratio_to_gpu_memory": (host_memory or 0) / gpu_memory if gpu_memory else None}),
+        (
+            node,
+            {"check": "cpu_cores", "cpu": host.cpu_model_name()},
+            {
+                "cores": cores,
+                "usable_cores": usable,
+                "gpus": len(gpus),
+                "cores_per_gpu": (usable / len(gpus)) if gpus else None,
+                "needed_cores": 3 * len(gpus),
+            },
+        ),
+        (
+            node,
+            {"check": "host_memory"},
+            {
+                "bytes": host_memory,
+                "gpu_memory_bytes": gpu_memory,
+                "ratio_to_gpu_memory": (host_memory or 0) / gpu_memory if gpu_memory else None,
+            },
+        ),
     ]
     usage = shutil.disk_usage(io_dir)
-    out.append((node, {"check": "disk", "path": os.path.abspath(io_dir)},
-                {"total_bytes": usage.total, "free_bytes": usage.free,
-                 "used_pct": 100.0 * (usage.total - usage.free) / usage.total}))
+    out.append(
+        (
+            node,
+            {"check": "disk", "path": os.path.abspath(io_dir)},
+            {
+                "total_bytes": usage.total,
+                "free_bytes": usage.free,
+                "used_pct": 100.0 * (usage.total - usage.free) / usage.total,
+            },
+        )
+    )
+    nic_params, nic_metrics = nics.node_record()  # fabric ports, placement next to the GPUs (mlbench.nics)
+    out.append((node, nic_params, nic_metrics))
     for gpu in gpus:
         device = {"type": gpu["type"], "name": gpu["name"], "index": gpu["index"]}
         params = {"check": "gpu", **{k: gpu[k] for k in ("uuid", "pci_bus") if gpu.get(k)}}
@@ -55,8 +83,16 @@ def _gpus() -> list:
         from ..device import accelerator_inventory
     except ImportError:  # no torch
         return []
-    found = [{"type": info.type, "name": info.name, "index": info.index, "memory_bytes": info.total_memory_bytes or 0,
-              "uuid": info.extra.get("uuid") or None} for info in accelerator_inventory(("cuda",))]
+    found = [
+        {
+            "type": info.type,
+            "name": info.name,
+            "index": info.index,
+            "memory_bytes": info.total_memory_bytes or 0,
+            "uuid": info.extra.get("uuid") or None,
+        }
+        for info in accelerator_inventory(("cuda",))
+    ]
     if found:
         _add_nvml(found)
     return found
@@ -122,8 +158,12 @@ def _add_nvml(gpus: list) -> None:
                 gpu["ecc_enabled"] = int(current)
             except Exception:
                 pass
-            read("ecc_uncorrected_errors", pynvml.nvmlDeviceGetTotalEccErrors,
-                 pynvml.NVML_MEMORY_ERROR_TYPE_UNCORRECTED, pynvml.NVML_VOLATILE_ECC)
+            read(
+                "ecc_uncorrected_errors",
+                pynvml.nvmlDeviceGetTotalEccErrors,
+                pynvml.NVML_MEMORY_ERROR_TYPE_UNCORRECTED,
+                pynvml.NVML_VOLATILE_ECC,
+            )
     finally:
         try:
             pynvml.nvmlShutdown()

@@ -59,8 +59,12 @@ class RunState:
         return self.steps.get(name, {}).get("status", PENDING)
 
     def set(self, outcome: StepOutcome) -> None:
-        self.steps[outcome.name] = {"status": outcome.status, "exit_codes": outcome.exit_codes,
-                                    "seconds": round(outcome.seconds, 2), "logs": outcome.logs}
+        self.steps[outcome.name] = {
+            "status": outcome.status,
+            "exit_codes": outcome.exit_codes,
+            "seconds": round(outcome.seconds, 2),
+            "logs": outcome.logs,
+        }
         write_json(self.path, {"steps": self.steps})
 
 
@@ -70,9 +74,24 @@ def _child_env(plan: AcceptancePlan) -> dict:
     env["MLBENCH_RUN_ID"] = plan.run_id
     env["MLBENCH_HOST"] = plan.node.host
     # the node's own torchrun variables must not leak into the probes (they would think they are ranks)
-    for name in ("RANK", "LOCAL_RANK", "WORLD_SIZE", "LOCAL_WORLD_SIZE", "GROUP_RANK", "ROLE_RANK", "ROLE_WORLD_SIZE",
-                 "MASTER_ADDR", "MASTER_PORT", "TORCHELASTIC_RUN_ID", "TORCHELASTIC_RESTART_COUNT", "TORCHELASTIC_MAX_RESTARTS",
-                 "GROUP_WORLD_SIZE", "ROLE_NAME", "TORCH_NCCL_ASYNC_ERROR_HANDLING", "TORCHELASTIC_USE_AGENT_STORE"):
+    for name in (
+        "RANK",
+        "LOCAL_RANK",
+        "WORLD_SIZE",
+        "LOCAL_WORLD_SIZE",
+        "GROUP_RANK",
+        "ROLE_RANK",
+        "ROLE_WORLD_SIZE",
+        "MASTER_ADDR",
+        "MASTER_PORT",
+        "TORCHELASTIC_RUN_ID",
+        "TORCHELASTIC_RESTART_COUNT",
+        "TORCHELASTIC_MAX_RESTARTS",
+        "GROUP_WORLD_SIZE",
+        "ROLE_NAME",
+        "TORCH_NCCL_ASYNC_ERROR_HANDLING",
+        "TORCHELASTIC_USE_AGENT_STORE",
+    ):
         env.pop(name, None)
     return env
 
@@ -104,8 +123,15 @@ def run_step(step: Step, plan: AcceptancePlan, run_dir: Path, grace_s: float = 8
         handle = open(log, "w")
         files.append(handle)
         logs.append(str(log.relative_to(run_dir)))
-        child = subprocess.Popen([sys.executable, "-m", process.module, *process.args], cwd=run_dir, env=env,
-                                 stdout=handle, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL, start_new_session=True)
+        child = subprocess.Popen(
+            [sys.executable, "-m", process.module, *process.args],
+            cwd=run_dir,
+            env=env,
+            stdout=handle,
+            stderr=subprocess.STDOUT,
+            stdin=subprocess.DEVNULL,
+            start_new_session=True,
+        )
         children.append(child)
         return child
 
@@ -165,8 +191,12 @@ class RunOutcome:
     interrupted: bool
 
 
-def execute(plan: AcceptancePlan, run_dir: Path, on_event: Callable[[str, Step, Optional[StepOutcome], dict], None],
-            coordinator=None) -> RunOutcome:
+def execute(
+    plan: AcceptancePlan,
+    run_dir: Path,
+    on_event: Callable[[str, Step, Optional[StepOutcome], dict], None],
+    coordinator=None,
+) -> RunOutcome:
     """Run every step not yet done; `on_event(kind, step, outcome, info)` reports progress.
 
     kind: "start", "end", "skip". With a coordinator (cluster mode), all nodes meet before each
@@ -177,7 +207,12 @@ def execute(plan: AcceptancePlan, run_dir: Path, on_event: Callable[[str, Step, 
     started = time.monotonic()
     remaining = plan.estimate_s()
     for number, step in enumerate(plan.steps, 1):
-        info = {"number": number, "total": len(plan.steps), "left_s": remaining, "elapsed_s": time.monotonic() - started}
+        info = {
+            "number": number,
+            "total": len(plan.steps),
+            "left_s": remaining,
+            "elapsed_s": time.monotonic() - started,
+        }
         if state.status(step.name) in (DONE, FAILED):
             on_event("skip", step, None, info)
             remaining -= step.estimate_s

@@ -56,8 +56,11 @@ class Collectives(harness.Probe):
         from .table import render
 
         rank0 = int(os.environ.get("RANK", 0)) == 0
-        watchdog = Watchdog(options.timeout_s, f"rank {os.environ.get('RANK', 0)} on {hostname()}",
-                            on_exit=leave_status if rank0 else None)
+        watchdog = Watchdog(
+            options.timeout_s,
+            f"rank {os.environ.get('RANK', 0)} on {hostname()}",
+            on_exit=leave_status if rank0 else None,
+        )
         if under_torchrun():
             watchdog.start()
         ctx = None
@@ -124,13 +127,17 @@ def notes(ctx, options: CollectivesOptions, too_big: list, limit) -> list:
     """What rank 0 says before measuring: one rank only, an ignored option, sizes left out."""
     lines = []
     if ctx.single_process:
-        lines.append("not under torchrun: running as a single rank (busbw is 0 for one rank); "
-                     "use --nproc-per-node N or `torchrun --nproc-per-node N -m mlbench.collectives`")
+        lines.append(
+            "not under torchrun: running as a single rank (busbw is 0 for one rank); "
+            "use --nproc-per-node N or `torchrun --nproc-per-node N -m mlbench.collectives`"
+        )
     if options.nproc_per_node is not None:
         lines.append(f"--nproc-per-node {options.nproc_per_node} ignored: already under torchrun")
     if too_big and options.sizes is None:
-        lines.append(f"sizes from {min(p.counts.s_bytes for p in too_big)} B left out: they need more than "
-                     f"{USABLE_FRACTION:.0%} of the free memory ({limit} B usable per rank)")
+        lines.append(
+            f"sizes from {min(p.counts.s_bytes for p in too_big)} B left out: they need more than "
+            f"{USABLE_FRACTION:.0%} of the free memory ({limit} B usable per rank)"
+        )
     return lines
 
 

@@ -191,10 +191,19 @@ class Watchdog:
     `interrupt_grace_s` later (SIGINT itself is left to the main thread's handler: a clean stop).
     """
 
-    def __init__(self, timeout_s: float, who: str, on_exit: Optional[Callable[[int], None]] = None,
-                 exit_code: int = INCOMPLETE, poll_s: float = 0.2, interrupt_grace_s: float = INTERRUPT_GRACE_S):
+    def __init__(
+        self,
+        timeout_s: float,
+        who: str,
+        on_exit: Optional[Callable[[int], None]] = None,
+        exit_code: int = INCOMPLETE,
+        poll_s: float = 0.2,
+        interrupt_grace_s: float = INTERRUPT_GRACE_S,
+        prog: str = "mlbench collectives",
+    ):
         self.timeout_s = timeout_s
         self.who = who
+        self.prog = prog  # the command named in the one line it writes
         self.on_exit = on_exit
         self.exit_code = exit_code
         self.poll_s = poll_s
@@ -244,8 +253,9 @@ class Watchdog:
             now = time.monotonic()
             idle = now - self._last
             if idle > self.timeout_s:
-                self.fire(f"no progress for {idle:.0f}s (--timeout {self.timeout_s:g}): "
-                          "a rank died or stopped answering")
+                self.fire(
+                    f"no progress for {idle:.0f}s (--timeout {self.timeout_s:g}): a rank died or stopped answering"
+                )
             if os.getppid() != self._parent_pid:
                 self.fire(f"the launcher (pid {self._parent_pid}) is gone")
             if self._interrupted_at is not None and now - self._interrupted_at > self.interrupt_grace_s:
@@ -269,8 +279,9 @@ class Watchdog:
     def fire(self, why: str) -> None:
         """Say why and what was running (one line), run `on_exit`, and end the process."""
         try:
-            sys.stderr.write(f"mlbench collectives: error: {self.who}: {why}, during {self._what}; "
-                             "records written so far are kept\n")
+            sys.stderr.write(
+                f"{self.prog}: error: {self.who}: {why}, during {self._what}; records written so far are kept\n"
+            )
             sys.stderr.flush()
             if self.on_exit is not None:
                 self.on_exit(self.exit_code)

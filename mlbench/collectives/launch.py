@@ -47,15 +47,24 @@ def leave_status(code: int) -> None:
             pass
 
 
-def torchrun_command(options, nproc: int, run_id: str) -> list:
+def torchrun_command(options, nproc: int, run_id: str, module: str = "mlbench.collectives") -> list:
     """The torchrun command line that runs `options` (every forwarded option, the agreed run id) on N ranks."""
     argv = options.replace(run_id=run_id).to_argv()
-    return [sys.executable, "-m", "torch.distributed.run", "--nproc-per-node", str(nproc), "--standalone",
-            "-m", "mlbench.collectives", *argv]
+    return [
+        sys.executable,
+        "-m",
+        "torch.distributed.run",
+        "--nproc-per-node",
+        str(nproc),
+        "--standalone",
+        "-m",
+        module,
+        *argv,
+    ]
 
 
-def relaunch(options, nproc: int) -> int:
-    """Run `options` again under a real torchrun with `nproc` ranks; return rank 0's exit code."""
+def relaunch(options, nproc: int, module: str = "mlbench.collectives") -> int:
+    """Run `options` again under a real torchrun with `nproc` ranks of `module`; return rank 0's exit code."""
     from ..harness import interruptible
     from ..records import new_run_id
 
@@ -66,8 +75,12 @@ def relaunch(options, nproc: int) -> int:
     interrupted = False
     try:
         with interruptible(threading.Event()):
-            child = subprocess.Popen(torchrun_command(options, nproc, run_id), env=env, start_new_session=True,
-                                     preexec_fn=die_with_parent_hook())
+            child = subprocess.Popen(
+                torchrun_command(options, nproc, run_id, module),
+                env=env,
+                start_new_session=True,
+                preexec_fn=die_with_parent_hook(),
+            )
             try:
                 child.wait()
             except KeyboardInterrupt:
@@ -82,8 +95,9 @@ def relaunch(options, nproc: int) -> int:
     return _exit_code(child.returncode, status, interrupted)
 
 
-def stop_launcher(child: subprocess.Popen, interrupt_wait_s: float = INTERRUPT_WAIT_S,
-                  terminate_wait_s: float = TERMINATE_WAIT_S) -> None:
+def stop_launcher(
+    child: subprocess.Popen, interrupt_wait_s: float = INTERRUPT_WAIT_S, terminate_wait_s: float = TERMINATE_WAIT_S
+) -> None:
     """SIGINT to torchrun (it passes it on to the ranks), then SIGTERM, then SIGKILL, each after a bounded wait."""
     for sig, wait_s in ((signal.SIGINT, interrupt_wait_s), (signal.SIGTERM, terminate_wait_s), (signal.SIGKILL, None)):
         if child.poll() is not None:

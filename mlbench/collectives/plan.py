@@ -152,9 +152,9 @@ class DType:
 DTYPES = {
     d.name: d
     for d in (
-        DType("fp32", "float32", 4, 2 ** 24, 3.4028234663852886e38, ("float32", "float")),
-        DType("bf16", "bfloat16", 2, 2 ** 8, 3.3895313892515355e38, ("bfloat16",)),
-        DType("fp16", "float16", 2, 2 ** 11, 65504.0, ("float16", "half")),
+        DType("fp32", "float32", 4, 2**24, 3.4028234663852886e38, ("float32", "float")),
+        DType("bf16", "bfloat16", 2, 2**8, 3.3895313892515355e38, ("bfloat16",)),
+        DType("fp16", "float16", 2, 2**11, 65504.0, ("float16", "half")),
     )
 }
 
@@ -290,26 +290,40 @@ BACKENDS = ("auto", "nccl", "gloo")
 @dataclass(frozen=True)
 class CollectivesOptions(ProbeOptions):
     ops: Optional[str] = option(
-        "--ops", metavar="OPS",
+        "--ops",
+        metavar="OPS",
         help="Comma list of all_reduce,all_gather,reduce_scatter,broadcast,all_to_all,sendrecv "
-             "[default: all_reduce,all_gather].")
+        "[default: all_reduce,all_gather].",
+    )
     sizes: Optional[str] = option(
-        "--sizes", metavar="SIZES",
+        "--sizes",
+        metavar="SIZES",
         help="Payload sizes S in bytes (nccl-tests' size column): a list or range, e.g. 8:8G or 1M,64M "
-             "[default: 8:8G on GPUs (capped by free memory), 8:64M on the CPU, 8:1M:x16 with --quick].")
+        "[default: 8:8G on GPUs (capped by free memory), 8:64M on the CPU, 8:1M:x16 with --quick].",
+    )
     dtype: str = option("--dtype", default="fp32", show_default=True, help="fp32, bf16 or fp16.")
     modes: Optional[str] = option(
-        "--modes", metavar="MODES",
+        "--modes",
+        metavar="MODES",
         help="throughput (calls queued back to back, nccl-tests' main column), latency (one call per "
-             "sample: median and p99) [default: both].")
+        "sample: median and p99) [default: both].",
+    )
     timeout_s: float = option(
-        "--timeout", default=300.0, type=float, show_default=True,
-        help="Seconds without progress after which every surviving rank gives up (exit 3).")
-    backend: str = option("--backend", default="auto", show_default=True,
-                          help="auto (NCCL/RCCL on GPUs, gloo on the CPU), nccl, gloo.")
+        "--timeout",
+        default=300.0,
+        type=float,
+        show_default=True,
+        help="Seconds without progress after which every surviving rank gives up (exit 3).",
+    )
+    backend: str = option(
+        "--backend", default="auto", show_default=True, help="auto (NCCL/RCCL on GPUs, gloo on the CPU), nccl, gloo."
+    )
     nproc_per_node: Optional[int] = option(
-        "--nproc-per-node", type=("min", 1), forward=False,
-        help="Outside torchrun: re-launch through torchrun with N ranks on this node.")
+        "--nproc-per-node",
+        type=("min", 1),
+        forward=False,
+        help="Outside torchrun: re-launch through torchrun with N ranks on this node.",
+    )
 
 
 def parse_backend(text: str) -> str:
@@ -363,8 +377,10 @@ def split_by_memory(points: list, element_bytes: int, limit_bytes: Optional[int]
 
 def too_big_reason(point: Point, element_bytes: int, limit_bytes: int) -> str:
     need = point.buffer_bytes(element_bytes)
-    return (f"out of memory: needs {format_bytes(need)} per rank, {format_bytes(limit_bytes)} usable "
-            f"({USABLE_FRACTION:.0%} of the smallest free memory)")
+    return (
+        f"out of memory: needs {format_bytes(need)} per rank, {format_bytes(limit_bytes)} usable "
+        f"({USABLE_FRACTION:.0%} of the smallest free memory)"
+    )
 
 
 def too_small_reason(point: Point, dtype: DType, world_size: int) -> Optional[str]:
@@ -373,6 +389,8 @@ def too_small_reason(point: Point, dtype: DType, world_size: int) -> Optional[st
         return None
     if point.op.split:
         least = world_size * max(ALIGN_BYTES, dtype.element_bytes)
-        return (f"{format_bytes(point.size_bytes)} gives no {dtype.name} elements per rank for {point.op.name} over "
-                f"{world_size} ranks (per-rank counts round down to 16 B, as nccl-tests): use >= {format_bytes(least)}")
+        return (
+            f"{format_bytes(point.size_bytes)} gives no {dtype.name} elements per rank for {point.op.name} over "
+            f"{world_size} ranks (per-rank counts round down to 16 B, as nccl-tests): use >= {format_bytes(least)}"
+        )
     return f"{format_bytes(point.size_bytes)} is smaller than one {dtype.name} element"

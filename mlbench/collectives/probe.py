@@ -48,8 +48,10 @@ from .plan import (
     too_small_reason,
 )
 
-METHOD = ("mlbench-collectives/1: nccl-tests byte accounting; slowest rank per sample; throughput = k queued calls "
-          "per event pair, latency = 1 call per event pair; barrier before each sample; exact integer check")
+METHOD = (
+    "mlbench-collectives/1: nccl-tests byte accounting; slowest rank per sample; throughput = k queued calls "
+    "per event pair, latency = 1 call per event pair; barrier before each sample; exact integer check"
+)
 HASH_MUL, HASH_MOD = 40503, 65521
 SENTINEL = -1.0
 
@@ -70,16 +72,20 @@ class Budget:
 
 def budget_for(device_type: str, quick: bool) -> Budget:
     if quick:
-        return Budget(samples=3, warmup_samples=1, sample_s=0.002, max_calls=10, latency_s=0.02,
-                      min_latency=5, max_latency=20)
+        return Budget(
+            samples=3, warmup_samples=1, sample_s=0.002, max_calls=10, latency_s=0.02, min_latency=5, max_latency=20
+        )
     if device_type == "cpu":
-        return Budget(samples=5, warmup_samples=1, sample_s=0.01, max_calls=20, latency_s=0.1,
-                      min_latency=10, max_latency=100)
-    return Budget(samples=10, warmup_samples=2, sample_s=0.01, max_calls=20, latency_s=0.2,
-                  min_latency=20, max_latency=200)
+        return Budget(
+            samples=5, warmup_samples=1, sample_s=0.01, max_calls=20, latency_s=0.1, min_latency=10, max_latency=100
+        )
+    return Budget(
+        samples=10, warmup_samples=2, sample_s=0.01, max_calls=20, latency_s=0.2, min_latency=20, max_latency=200
+    )
 
 
 # --- data: fill and expected values ----------------------------------------------------------
+
 
 def _h(index: "torch.Tensor") -> "torch.Tensor":
     return (index * HASH_MUL) % HASH_MOD
@@ -142,6 +148,7 @@ def count_wrong(result: "torch.Tensor", expected: Callable[["torch.Tensor"], "to
 
 
 # --- buffers and the one call ------------------------------------------------------------------
+
 
 @dataclass
 class Buffers:
@@ -207,8 +214,14 @@ def make_buffers(point: Point, dtype: DType, ctx: DistContext) -> Buffers:
 class CollectiveProbe:
     """Measures points on every rank; all ranks must call `measure` with the same points in order."""
 
-    def __init__(self, ctx: DistContext, dtype: DType, quick: bool, link_gbps: Optional[float] = None,
-                 progress: Optional[Callable[[str], None]] = None):
+    def __init__(
+        self,
+        ctx: DistContext,
+        dtype: DType,
+        quick: bool,
+        link_gbps: Optional[float] = None,
+        progress: Optional[Callable[[str], None]] = None,
+    ):
         self.ctx = ctx
         self.dtype = dtype
         self.budget = budget_for(ctx.device.type, quick)
@@ -219,12 +232,22 @@ class CollectiveProbe:
     def params(self, point: Point) -> dict:
         c = point.counts
         return {
-            "op": point.op.name, "bytes": c.s_bytes, "count": c.count, "dtype": self.dtype.name,
-            "world_size": self.ctx.world_size, "backend": self.ctx.backend, "in_place": point.in_place,
-            "mode": point.mode, "requested_bytes": point.size_bytes, "send_count": c.send_count,
-            "recv_count": c.recv_count, "busbw_factor": point.op.busbw_factor(self.ctx.world_size),
-            "backend_version": self.ctx.backend_version, "nodes": self.ctx.layout.nodes,
-            "ranks_per_node": self.ctx.layout.ranks_per_node, "layout": self.ctx.layout.text,
+            "op": point.op.name,
+            "bytes": c.s_bytes,
+            "count": c.count,
+            "dtype": self.dtype.name,
+            "world_size": self.ctx.world_size,
+            "backend": self.ctx.backend,
+            "in_place": point.in_place,
+            "mode": point.mode,
+            "requested_bytes": point.size_bytes,
+            "send_count": c.send_count,
+            "recv_count": c.recv_count,
+            "busbw_factor": point.op.busbw_factor(self.ctx.world_size),
+            "backend_version": self.ctx.backend_version,
+            "nodes": self.ctx.layout.nodes,
+            "ranks_per_node": self.ctx.layout.ranks_per_node,
+            "layout": self.ctx.layout.text,
         }
 
     def unsupported_reason(self, point: Point) -> Optional[str]:
@@ -368,7 +391,13 @@ class CollectiveProbe:
             flags.append("above_link_spec")
         raw = {"time_us": [t * 1e6 for t in slowest], "rank_time_us": [t * 1e6 for t in rank_medians]}
         if errors:
-            return Result(params=params, metrics=metrics, status="error", flags=flags + ["check_failed"], raw=raw,
-                          error=f"{errors} wrong element(s) in {point.op.name} of {s_bytes} B "
-                                f"({'in-place' if point.in_place else 'out-of-place'}) summed over {n} ranks")
+            return Result(
+                params=params,
+                metrics=metrics,
+                status="error",
+                flags=flags + ["check_failed"],
+                raw=raw,
+                error=f"{errors} wrong element(s) in {point.op.name} of {s_bytes} B "
+                f"({'in-place' if point.in_place else 'out-of-place'}) summed over {n} ranks",
+            )
         return Result(params=params, metrics=metrics, flags=flags, raw=raw)

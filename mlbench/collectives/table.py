@@ -13,12 +13,18 @@ from typing import Optional
 
 from ..sizes import format_bytes
 
-_HEAD = ("#       size        count  type  |     time_us    algbw    busbw  #wrong "
-         "|     time_us    algbw    busbw  #wrong |  lat_p50_us  lat_p99_us")
-_UNITS = ("#        (B)   (elements)        |        (us)   (GB/s)   (GB/s)         "
-          "|        (us)   (GB/s)   (GB/s)         |        (us)        (us)")
-_GROUPS = ("#                                |               out-of-place            "
-           "|                 in-place              |   latency (1 call)")
+_HEAD = (
+    "#       size        count  type  |     time_us    algbw    busbw  #wrong "
+    "|     time_us    algbw    busbw  #wrong |  lat_p50_us  lat_p99_us"
+)
+_UNITS = (
+    "#        (B)   (elements)        |        (us)   (GB/s)   (GB/s)         "
+    "|        (us)   (GB/s)   (GB/s)         |        (us)        (us)"
+)
+_GROUPS = (
+    "#                                |               out-of-place            "
+    "|                 in-place              |   latency (1 call)"
+)
 
 
 def _placement_cells(record: Optional[dict]) -> str:
@@ -43,8 +49,10 @@ def op_table(records: list, op: str) -> str:
     if not mine:
         return ""
     first = mine[0]["params"]
-    head = (f"# {op}  {first['dtype']}  {first['world_size']} rank(s) ({first.get('layout', '?')} nodes x ranks)  "
-            f"{first.get('backend_version', first['backend'])}")
+    head = (
+        f"# {op}  {first['dtype']}  {first['world_size']} rank(s) ({first.get('layout', '?')} nodes x ranks)  "
+        f"{first.get('backend_version', first['backend'])}"
+    )
     rows: dict = {}
     for r in mine:
         p = r["params"]
@@ -59,8 +67,10 @@ def op_table(records: list, op: str) -> str:
     for key in sorted(rows):
         slot = rows[key]
         p = slot["record"]["params"]
-        lines.append(f"{p['bytes']:12d} {p['count']:12d}  {p['dtype']:>4}  | {_placement_cells(slot.get('oop'))} | "
-                     f"{_placement_cells(slot.get('ip'))} | {_latency_cells(slot.get('latency'))}")
+        lines.append(
+            f"{p['bytes']:12d} {p['count']:12d}  {p['dtype']:>4}  | {_placement_cells(slot.get('oop'))} | "
+            f"{_placement_cells(slot.get('ip'))} | {_latency_cells(slot.get('latency'))}"
+        )
         for r in slot.values():
             if r["status"] == "skipped":
                 notes.setdefault(r["error"], []).append(format_bytes(key))
@@ -89,14 +99,18 @@ def op_summary(records: list, op: str) -> Optional[str]:
             if half is not None:
                 parts.append(f"half of it from {format_bytes(half)}")
         else:
-            parts.append(f"1 rank: busbw is 0 (no bus is crossed); peak algbw {peak:.3g} GB/s at "
-                         f"{format_bytes(best['params']['bytes'])} is a copy inside one device")
+            parts.append(
+                f"1 rank: busbw is 0 (no bus is crossed); peak algbw {peak:.3g} GB/s at "
+                f"{format_bytes(best['params']['bytes'])} is a copy inside one device"
+            )
     pool = latency or throughput
     smallest = min(pool, key=lambda r: r["params"]["bytes"])
     kind = "latency" if latency else "time per call (throughput mode)"
     extra = f", p99 {smallest['metrics']['time_us_p99']:.1f} us" if latency else ""
-    parts.append(f"smallest size {format_bytes(smallest['params']['bytes'])}: {kind} "
-                 f"{smallest['metrics']['time_us']:.1f} us{extra}")
+    parts.append(
+        f"smallest size {format_bytes(smallest['params']['bytes'])}: {kind} "
+        f"{smallest['metrics']['time_us']:.1f} us{extra}"
+    )
     return f"{op}: " + "; ".join(parts)
 
 
@@ -109,8 +123,10 @@ def summary(records: list, ops: tuple) -> str:
         verdict = "all results exact" if wrong == 0 else f"FAILED: {wrong} wrong element(s)"
         lines.append(f"correctness: {verdict}")
     if any("above_link_spec" in r.get("flags", []) for r in measured):
-        lines.append("SUSPECT: busbw above what the links carry, even with in-switch reduction (NVLS/SHARP): "
-                     "check the timing, the clocks or the link figure of the spec")
+        lines.append(
+            "SUSPECT: busbw above what the links carry, even with in-switch reduction (NVLS/SHARP): "
+            "check the timing, the clocks or the link figure of the spec"
+        )
     return "\n".join(lines)
 
 

@@ -123,8 +123,10 @@ def open_target(directory: str, plan: DiskioPlan, allow_buffered: bool = False) 
             mem, offset, source = probe_direct_io(workspace)
         except DirectIORefused as exc:
             if plan.direct and not allow_buffered:
-                raise UsageError(f"--dir {parent}: O_DIRECT refused by {mount.fs_type} ({exc}); "
-                                 f"use --buffered, or --allow-buffered to fall back (labelled)") from None
+                raise UsageError(
+                    f"--dir {parent}: O_DIRECT refused by {mount.fs_type} ({exc}); "
+                    f"use --buffered, or --allow-buffered to fall back (labelled)"
+                ) from None
             direct, refused, (mem, offset, source) = False, True, (4096, 512, "none")
         if direct:
             plan.check_alignment(offset)
@@ -161,15 +163,18 @@ def summary_text(records: list) -> str:
     """One row per record: GB/s, IOPS and latency percentiles, or why there are none."""
     from ..sizes import format_bytes
 
-    lines = [f"{'mode':<16}{'bs':>8}{'jobs':>6}{'GB/s':>10}{'IOPS':>11}{'p50 us':>10}{'p99 us':>10}{'p99.9 us':>10}"
-             "  flags"]
+    lines = [
+        f"{'mode':<16}{'bs':>8}{'jobs':>6}{'GB/s':>10}{'IOPS':>11}{'p50 us':>10}{'p99 us':>10}{'p99.9 us':>10}  flags"
+    ]
     for r in records:
         p, m = r["params"], r["metrics"]
         mode = p["mode"] + (f"/{p['phase']}" if p.get("phase") else "")
         head = f"{mode:<16}{format_bytes(p['block_size']):>8}{p['jobs']:>6}"
         if r["status"] == "ok" or m.get("gbps") is not None:
-            lines.append(f"{head}{m['gbps']:>10.3f}{m['iops']:>11.0f}{m['lat_us_p50']:>10.1f}{m['lat_us_p99']:>10.1f}"
-                         f"{m['lat_us_p999']:>10.1f}  {','.join(r.get('flags', []))}")
+            lines.append(
+                f"{head}{m['gbps']:>10.3f}{m['iops']:>11.0f}{m['lat_us_p50']:>10.1f}{m['lat_us_p99']:>10.1f}"
+                f"{m['lat_us_p999']:>10.1f}  {','.join(r.get('flags', []))}"
+            )
         else:
             lines.append(f"{head}  {r['status']}: {r['error']}")
     return "\n".join(lines)

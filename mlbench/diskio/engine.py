@@ -157,7 +157,7 @@ class AlignedBuffer:
         address = ctypes.addressof(ctypes.c_char.from_buffer(self._map))
         start = (-address) % align
         self.address = address + start
-        self.view = memoryview(self._map)[start:start + size]
+        self.view = memoryview(self._map)[start : start + size]
         self.words = np.frombuffer(self.view, dtype=np.uint64)
 
     def fill_random(self, seed: int) -> None:
@@ -381,8 +381,10 @@ def run_jobs(specs: list, stop: Optional[StopFlag] = None) -> list:
     stop = stop or StopFlag()
     gate = _FORK.Barrier(len(specs))
     pipes = [_FORK.Pipe(duplex=False) for _ in specs]
-    procs = [_FORK.Process(target=_job_process, args=(spec, gate, stop, send), name=f"diskio-job{i}", daemon=True)
-             for i, (spec, (_, send)) in enumerate(zip(specs, pipes))]
+    procs = [
+        _FORK.Process(target=_job_process, args=(spec, gate, stop, send), name=f"diskio-job{i}", daemon=True)
+        for i, (spec, (_, send)) in enumerate(zip(specs, pipes))
+    ]
     results: list = [None] * len(specs)
     try:
         with _signals_deferred():
@@ -411,8 +413,15 @@ def run_jobs(specs: list, stop: Optional[StopFlag] = None) -> list:
     return results
 
 
-def lay_out(path: str, size_bytes: int, direct: bool, salt: int, align_bytes: int = 4096, seed: int = 12345,
-            stop: Optional["StopFlag"] = None) -> None:
+def lay_out(
+    path: str,
+    size_bytes: int,
+    direct: bool,
+    salt: int,
+    align_bytes: int = 4096,
+    seed: int = 12345,
+    stop: Optional["StopFlag"] = None,
+) -> None:
     """Fill `path` (a file of ours) with `size_bytes` of stamped random data, then fsync it."""
     chunk = min(LAYOUT_CHUNK_BYTES, size_bytes)
     buf = AlignedBuffer(chunk, align_bytes)

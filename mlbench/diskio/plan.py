@@ -51,8 +51,15 @@ class IoTest:
 
     def params(self) -> dict:
         """The record's params (the required keys first)."""
-        return {"mode": self.mode, "block_size": self.block_size, "jobs": self.jobs, "direct": self.direct,
-                "file_size": self.file_size, "duration_s": self.duration_s, "io_bytes_limit": self.io_bytes}
+        return {
+            "mode": self.mode,
+            "block_size": self.block_size,
+            "jobs": self.jobs,
+            "direct": self.direct,
+            "file_size": self.file_size,
+            "duration_s": self.duration_s,
+            "io_bytes_limit": self.io_bytes,
+        }
 
     def __str__(self) -> str:
         return f"{self.mode} bs={format_bytes(self.block_size)} jobs={self.jobs}"
@@ -81,46 +88,70 @@ class DiskioPlan:
 
     def describe(self) -> str:
         kind = "direct" if self.direct else "buffered (page cache)"
-        return (f"{len(self.tests)} test(s), {kind} IO, file {format_bytes(self.file_size)}, "
-                f"{self.duration_s:g} s each at most")
+        return (
+            f"{len(self.tests)} test(s), {kind} IO, file {format_bytes(self.file_size)}, "
+            f"{self.duration_s:g} s each at most"
+        )
 
     def check_alignment(self, align_bytes: int) -> None:
         """A one-line UsageError when the file or a block size is not a multiple of the O_DIRECT alignment found."""
         if self.file_size % align_bytes:
-            raise UsageError(f"--file-size {self.file_size} is not a multiple of this file system's O_DIRECT "
-                             f"alignment ({align_bytes} bytes)")
+            raise UsageError(
+                f"--file-size {self.file_size} is not a multiple of this file system's O_DIRECT "
+                f"alignment ({align_bytes} bytes)"
+            )
         for test in self.tests:
             if test.block_size % align_bytes:
-                raise UsageError(f"block size {format_bytes(test.block_size)} is not a multiple of this file "
-                                 f"system's O_DIRECT alignment ({align_bytes} bytes)")
+                raise UsageError(
+                    f"block size {format_bytes(test.block_size)} is not a multiple of this file "
+                    f"system's O_DIRECT alignment ({align_bytes} bytes)"
+                )
 
 
 @dataclass(frozen=True)
 class DiskioOptions(ProbeOptions):
     directory: str = option(
-        "--dir", default=".", show_default=True, metavar="PATH",
+        "--dir",
+        default=".",
+        show_default=True,
+        metavar="PATH",
         help="A directory on the file system to test; a fresh mlbench-diskio-<random> directory is made "
-             "inside it and removed at the end.")
+        "inside it and removed at the end.",
+    )
     modes: Optional[str] = option(
-        "--modes", metavar="LIST", help="Comma list of seqwrite,seqread,randread,randwrite,checkpoint (default: all).")
+        "--modes", metavar="LIST", help="Comma list of seqwrite,seqread,randread,randwrite,checkpoint (default: all)."
+    )
     block_sizes: Optional[str] = option(
-        "--block-sizes", metavar="SIZES",
-        help="IO sizes, e.g. 4K:16M:x4 (default: 1MiB for sequential modes and checkpoint, 4KiB for random).")
+        "--block-sizes",
+        metavar="SIZES",
+        help="IO sizes, e.g. 4K:16M:x4 (default: 1MiB for sequential modes and checkpoint, 4KiB for random).",
+    )
     jobs: Optional[str] = option(
-        "--jobs", metavar="LIST", help="Concurrent jobs (processes), a list: 1,4,16 (default; --quick: 1).")
+        "--jobs", metavar="LIST", help="Concurrent jobs (processes), a list: 1,4,16 (default; --quick: 1)."
+    )
     file_size: Optional[str] = option(
-        "--file-size", metavar="SIZE", help="Test file size (default 1GiB; --quick: 16MiB).")
+        "--file-size", metavar="SIZE", help="Test file size (default 1GiB; --quick: 16MiB)."
+    )
     duration_s: Optional[float] = option(
-        "--duration", type=float, metavar="SECONDS", help="Time bound of each test (default 10; --quick: 0.3).")
+        "--duration", type=float, metavar="SECONDS", help="Time bound of each test (default 10; --quick: 0.3)."
+    )
     io_size: Optional[str] = option(
-        "--io-size", metavar="SIZE",
-        help="Byte bound of each test, all jobs together (default: the file size, one pass).")
+        "--io-size",
+        metavar="SIZE",
+        help="Byte bound of each test, all jobs together (default: the file size, one pass).",
+    )
     direct: bool = option(
-        "--direct/--buffered", default=True, show_default=True,
-        help="O_DIRECT (default) or through the page cache (labelled 'buffered': shows how much a cache flatters).")
+        "--direct/--buffered",
+        default=True,
+        show_default=True,
+        help="O_DIRECT (default) or through the page cache (labelled 'buffered': shows how much a cache flatters).",
+    )
     allow_buffered: bool = option(
-        "--allow-buffered", default=False, flag=True,
-        help="Where the file system refuses O_DIRECT, measure buffered instead (labelled) rather than stop.")
+        "--allow-buffered",
+        default=False,
+        flag=True,
+        help="Where the file system refuses O_DIRECT, measure buffered instead (labelled) rather than stop.",
+    )
 
 
 def parse_modes(text: Optional[str]) -> tuple:
@@ -186,8 +217,10 @@ def make_plan(options: DiskioOptions) -> DiskioPlan:
                 raise UsageError(f"block size {format_bytes(bs)} is larger than --file-size {format_bytes(file_bytes)}")
             for n in job_list:
                 if mode in SEQUENTIAL and file_bytes // n < bs:
-                    raise UsageError(f"--file-size {format_bytes(file_bytes)} is too small for {n} sequential jobs "
-                                     f"of {format_bytes(bs)} blocks (each job needs its own region of at least "
-                                     f"one block)")
+                    raise UsageError(
+                        f"--file-size {format_bytes(file_bytes)} is too small for {n} sequential jobs "
+                        f"of {format_bytes(bs)} blocks (each job needs its own region of at least "
+                        f"one block)"
+                    )
                 tests.append(IoTest(mode, bs, n, file_bytes, o.direct, float(duration_s), io_bytes))
     return DiskioPlan(tests=tuple(tests), file_size=file_bytes, direct=o.direct, duration_s=float(duration_s))

@@ -32,9 +32,11 @@ from . import engine, safety
 from .plan import DiskioPlan, IoTest
 from .safety import FsUsage, Mount, Workspace, capacity_verdict
 
-METHOD = ("mlbench-diskio/2: one process per job, one synchronous pread/pwrite per IO (fio psync), "
-          "IO buffers in transparent huge pages where the kernel allows (params.buffer_pages), "
-          "stamped random data, fio group accounting")
+METHOD = (
+    "mlbench-diskio/2: one process per job, one synchronous pread/pwrite per IO (fio psync), "
+    "IO buffers in transparent huge pages where the kernel allows (params.buffer_pages), "
+    "stamped random data, fio group accounting"
+)
 RAW_LAT_SAMPLES = 2000
 MEMORY_FS = ("tmpfs", "ramfs")
 
@@ -88,8 +90,9 @@ def io_metrics(results: list, interval_s: float = engine.INTERVAL_NS / 1e9) -> t
     if full >= 2:
         per_interval = [sum(r.interval_bytes[i] for r in results) / interval_s / 1e9 for i in range(full)]
         spread = summarize(per_interval)
-        metrics.update(gbps_interval_median=spread.median, gbps_interval_min=spread.min,
-                       gbps_interval_max=spread.max, cv=spread.cv)
+        metrics.update(
+            gbps_interval_median=spread.median, gbps_interval_min=spread.min, gbps_interval_max=spread.max, cv=spread.cv
+        )
         raw[f"gbps_per_{int(interval_s * 1e3)}ms"] = per_interval
         if spread.noisy:
             flags.append("noisy")
@@ -113,8 +116,14 @@ class DiskioProbe:
     transparent huge pages; records say which in `params.buffer_pages`.
     """
 
-    def __init__(self, workspace: Workspace, target: Target, plan: DiskioPlan,
-                 usage: Optional[Callable[[str], FsUsage]] = None, huge_pages: bool = True):
+    def __init__(
+        self,
+        workspace: Workspace,
+        target: Target,
+        plan: DiskioPlan,
+        usage: Optional[Callable[[str], FsUsage]] = None,
+        huge_pages: bool = True,
+    ):
         self.workspace = workspace
         self.huge_pages = huge_pages
         self.target = target
@@ -145,16 +154,27 @@ class DiskioProbe:
             self.data_refusal = f"refused: the {self.plan.file_size / 2**30:.2f} GiB test file {refusal}"
             return self.data_refusal
         path = self.workspace.new_file("data")
-        engine.lay_out(str(path), self.plan.file_size, self.target.direct, self.salt, self.target.mem_align,
-                       stop=self.stop)
+        engine.lay_out(
+            str(path), self.plan.file_size, self.target.direct, self.salt, self.target.mem_align, stop=self.stop
+        )
         self.data_file = str(path)
         return None
 
     def _params(self, test: IoTest, **extra) -> dict:
         t = self.target
-        return {**test.params(), "direct": t.direct, "fs_type": t.mount.fs_type, "mount": t.mount.mount_point,
-                "source": t.mount.source, "dio_mem_align": t.mem_align, "dio_offset_align": t.offset_align,
-                "align_source": t.align_source, "engine": "processes-psync", "method": METHOD, **extra}
+        return {
+            **test.params(),
+            "direct": t.direct,
+            "fs_type": t.mount.fs_type,
+            "mount": t.mount.mount_point,
+            "source": t.mount.source,
+            "dio_mem_align": t.mem_align,
+            "dio_offset_align": t.offset_align,
+            "align_source": t.align_source,
+            "engine": "processes-psync",
+            "method": METHOD,
+            **extra,
+        }
 
     def _flags(self) -> list:
         flags = [] if self.target.direct else ["buffered"]
@@ -166,13 +186,37 @@ class DiskioProbe:
             flags.append("memory_backed")  # tmpfs takes O_DIRECT (Linux >= 6.6) but there is no storage below it
         return flags
 
-    def _spec(self, test: IoTest, path: str, job: int, write: bool, sequential: bool, direct: bool,
-              start: int, length: int, quota: int, duration_s, fsync: bool = False) -> engine.JobSpec:
+    def _spec(
+        self,
+        test: IoTest,
+        path: str,
+        job: int,
+        write: bool,
+        sequential: bool,
+        direct: bool,
+        start: int,
+        length: int,
+        quota: int,
+        duration_s,
+        fsync: bool = False,
+    ) -> engine.JobSpec:
         self.seed += 1
-        return engine.JobSpec(path=path, write=write, direct=direct, block_size=test.block_size, range_start=start,
-                              range_bytes=length, sequential=sequential, quota_bytes=quota, duration_s=duration_s,
-                              salt=self.salt, seed=self.seed * 1000 + job, align_bytes=self.target.mem_align,
-                              fsync_at_end=fsync, huge_pages=self.huge_pages)
+        return engine.JobSpec(
+            path=path,
+            write=write,
+            direct=direct,
+            block_size=test.block_size,
+            range_start=start,
+            range_bytes=length,
+            sequential=sequential,
+            quota_bytes=quota,
+            duration_s=duration_s,
+            salt=self.salt,
+            seed=self.seed * 1000 + job,
+            align_bytes=self.target.mem_align,
+            fsync_at_end=fsync,
+            huge_pages=self.huge_pages,
+        )
 
     # -- measuring --------------------------------------------------------------------------------
 
@@ -202,8 +246,20 @@ class DiskioProbe:
                 start, length = job * region, region
             else:
                 start, length = 0, test.file_size // bs * bs
-            specs.append(self._spec(test, self.data_file, job, test.writes, test.sequential, self.target.direct,
-                                    start, length, quota, test.duration_s))
+            specs.append(
+                self._spec(
+                    test,
+                    self.data_file,
+                    job,
+                    test.writes,
+                    test.sequential,
+                    self.target.direct,
+                    start,
+                    length,
+                    quota,
+                    test.duration_s,
+                )
+            )
         results = self._run(specs)
         return [self._result(params, results, test)]
 
@@ -218,12 +274,15 @@ class DiskioProbe:
         share = (test.file_size // n) // bs * bs
         paths = [str(self.workspace.new_file(f"ckpt-{self.seed}-{job}")) for job in range(n)]
         try:
-            writers = [self._spec(test, p, j, True, True, self.target.direct, 0, share, share, None, fsync=True)
-                       for j, p in enumerate(paths)]
+            writers = [
+                self._spec(test, p, j, True, True, self.target.direct, 0, share, share, None, fsync=True)
+                for j, p in enumerate(paths)
+            ]
             written = self._run(writers)
             read_direct = not self.target.direct_refused  # read back cold: O_DIRECT whenever the fs allows it
-            readers = [self._spec(test, p, j, False, True, read_direct, 0, share, share, None)
-                       for j, p in enumerate(paths)]
+            readers = [
+                self._spec(test, p, j, False, True, read_direct, 0, share, share, None) for j, p in enumerate(paths)
+            ]
             read = self._run(readers)
         finally:
             for p in paths:
@@ -245,6 +304,12 @@ class DiskioProbe:
         flags = self._flags() + flags
         if metrics["bad_stamps"]:
             first = next(r.first_bad for r in results if r.first_bad)
-            return Result(params=params, metrics=metrics, status="error", flags=flags + ["check_failed"], raw=raw,
-                          error=f"read-back check failed for {test}: {first}")
+            return Result(
+                params=params,
+                metrics=metrics,
+                status="error",
+                flags=flags + ["check_failed"],
+                raw=raw,
+                error=f"read-back check failed for {test}: {first}",
+            )
         return Result(params=params, metrics=metrics, flags=flags, raw=raw)

@@ -53,8 +53,9 @@ def fs_usage(path: str | os.PathLike) -> FsUsage:
     st = os.statvfs(path)
     used = (st.f_blocks - st.f_bfree) * st.f_frsize
     avail = st.f_bavail * st.f_frsize
-    return FsUsage(total_bytes=used + avail, used_bytes=used, avail_bytes=avail,
-                   read_only=bool(st.f_flag & os.ST_RDONLY))
+    return FsUsage(
+        total_bytes=used + avail, used_bytes=used, avail_bytes=avail, read_only=bool(st.f_flag & os.ST_RDONLY)
+    )
 
 
 @dataclass(frozen=True)
@@ -100,8 +101,10 @@ def check_target_dir(path: str | os.PathLike) -> Path:
         raise UsageError(f"--dir {p}: {exc.strerror}") from None
     if stat.S_ISBLK(st.st_mode) or stat.S_ISCHR(st.st_mode):
         kind = "block" if stat.S_ISBLK(st.st_mode) else "character"
-        raise UsageError(f"--dir {p}: is a {kind} device; diskio tests file systems and never writes to devices "
-                         f"(give a directory on the mounted file system)")
+        raise UsageError(
+            f"--dir {p}: is a {kind} device; diskio tests file systems and never writes to devices "
+            f"(give a directory on the mounted file system)"
+        )
     if not stat.S_ISDIR(st.st_mode):
         raise UsageError(f"--dir {p}: not a directory")
     if fs_usage(p).read_only:
@@ -115,8 +118,10 @@ def capacity_verdict(usage: FsUsage, need_bytes: int) -> tuple[Optional[str], Op
     """(refusal, warning): a refusal when `need_bytes` more would fill past 90%, a warning above 80%."""
     after = usage.fill_after(need_bytes)
     if need_bytes > usage.avail_bytes or after > REFUSE_FILL:
-        return (f"would fill the file system to {100 * after:.1f}% (needs {need_bytes / 2**30:.2f} GiB, "
-                f"{usage.avail_bytes / 2**30:.2f} GiB available; refused above {100 * REFUSE_FILL:.0f}%)"), None
+        return (
+            f"would fill the file system to {100 * after:.1f}% (needs {need_bytes / 2**30:.2f} GiB, "
+            f"{usage.avail_bytes / 2**30:.2f} GiB available; refused above {100 * REFUSE_FILL:.0f}%)"
+        ), None
     if after > WARN_FILL:
         return None, f"the file system will be {100 * after:.1f}% full during the test (above {100 * WARN_FILL:.0f}%)"
     return None, None
@@ -149,8 +154,8 @@ def dio_alignment(path: str | os.PathLike) -> tuple[Optional[int], Optional[int]
     mask = int.from_bytes(buf.raw[0:4], "little")
     if not mask & _STATX_DIOALIGN:
         return None, None
-    mem = int.from_bytes(buf.raw[_DIO_MEM_OFFSET:_DIO_MEM_OFFSET + 4], "little")
-    offset = int.from_bytes(buf.raw[_DIO_OFFSET_OFFSET:_DIO_OFFSET_OFFSET + 4], "little")
+    mem = int.from_bytes(buf.raw[_DIO_MEM_OFFSET : _DIO_MEM_OFFSET + 4], "little")
+    offset = int.from_bytes(buf.raw[_DIO_OFFSET_OFFSET : _DIO_OFFSET_OFFSET + 4], "little")
     return mem, offset
 
 

@@ -13,6 +13,7 @@ The search finds the best shape of an M x N x K grid without measuring all of it
 
 from __future__ import annotations
 
+import dataclasses
 import math
 from dataclasses import dataclass, field
 from typing import Callable, Iterator, Optional, Sequence
@@ -52,7 +53,9 @@ def parse_dtype(text: str) -> DType:
     for dtype in DTYPES.values():
         if key == dtype.name or key in dtype.aliases:
             return dtype
-    raise UsageError(f"unknown --dtype {text!r}: choose from {', '.join(DTYPES)} (or bfloat16, float16, float32, float8_e4m3fn)")
+    raise UsageError(
+        f"unknown --dtype {text!r}: choose from {', '.join(DTYPES)} (or bfloat16, float16, float32, float8_e4m3fn)"
+    )
 
 
 @dataclass(frozen=True, order=True)
@@ -63,7 +66,8 @@ class Shape:
 
     @property
     def flops(self) -> int:
-        """FLOPs of one C = A @ B: one multiply and one add per (m, n, k) triple (2mnk, as mamf-finder and cuBLAS count)."""
+        """FLOPs of one C = A @ B: one multiply and one add per (m, n, k) triple (2mnk, as mamf-finder and
+        cuBLAS count)."""
         return 2 * self.m * self.n * self.k
 
     def __str__(self) -> str:
@@ -129,12 +133,26 @@ class MamfPlan:
     grid: Optional[Grid] = None
     warmup_s: float = 0.0
     quick: bool = False
+    sustain_s: float = 0.0  # then the best shape back to back this long (0: no sustained run)
 
     def describe(self) -> str:
         if self.grid is not None:
             dims = " x ".join(f"[{d[0]}..{d[-1]}]({len(d)})" for d in self.grid.dims())
-            return f"{self.mode} over {dims} = {len(self.grid)} shapes"
-        return f"{self.mode} of {len(self.shapes)} shape(s)"
+            text = f"{self.mode} over {dims} = {len(self.grid)} shapes"
+        else:
+            text = f"{self.mode} of {len(self.shapes)} shape(s)"
+        if self.sustain_s:
+            text += f", then the best sustained for {self.sustain_s:g} s in windows of {self.window_s:g} s"
+        return text
+
+    @property
+    def window_s(self) -> float:
+        return sustain_window_s(self.sustain_s)
+
+
+def sustain_window_s(sustain_s: float) -> float:
+    """The length of one window of a sustained run: a tenth of it, between 0.5 s and 5 s."""
+    return min(5.0, max(0.5, sustain_s / 10))
 
 
 def default_grid(device_type: str, quick: bool) -> tuple[str, Grid]:
@@ -152,21 +170,39 @@ def default_grid(device_type: str, quick: bool) -> tuple[str, Grid]:
 
 @dataclass(frozen=True)
 class MamfOptions(ProbeOptions):
-    dtype: str = option("--dtype", default="bf16", show_default=True,
-                        help="bf16, fp16, tf32, fp32, fp8 (e4m3), int8; torch names also accepted.")
+    dtype: str = option(
+        "--dtype",
+        default="bf16",
+        show_default=True,
+        help="bf16, fp16, tf32, fp32, fp8 (e4m3), int8; torch names also accepted.",
+    )
     shapes: Optional[str] = option("--shapes", metavar="MxNxK[,...]", help="Explicit shapes to sweep.")
     m: Optional[str] = option("--m", metavar="SIZES", help="M values: a list or range (e.g. 1K:16K:+1K).")
     n: Optional[str] = option("--n", metavar="SIZES", help="N values (with --m and --k: their product is swept).")
     k: Optional[str] = option("--k", metavar="SIZES", help="K values.")
     search: Optional[bool] = option(
         "--search/--sweep",
-        help="Search the grid for the best shape (default without shapes) or sweep all of it (default with --m/--n/--k).")
+        help="Search the grid for the best shape (default without shapes) or sweep all of it "
+        "(default with --m/--n/--k).",
+    )
     fp8_fast_accum: bool = option(
-        "--fp8-fast-accum", default=False, flag=True,
-        help="fp8: let torch._scaled_mm use fast (lower-precision) accumulation; recorded as params.fast_accum.")
+        "--fp8-fast-accum",
+        default=False,
+        flag=True,
+        help="fp8: let torch._scaled_mm use fast (lower-precision) accumulation; recorded as params.fast_accum.",
+    )
     warmup_s: Optional[float] = option(
-        "--warmup-s", type=float,
-        help="Seconds of back-to-back matmuls before measuring (default 10 on accelerators, 0.5 on CPU).")
+        "--warmup-s",
+        type=float,
+        help="Seconds of back-to-back matmuls before measuring (default 10 on accelerators, 0.5 on CPU).",
+    )
+    sustain_s: Optional[float] = option(
+        "--sustain",
+        type=float,
+        metavar="SECONDS",
+        help="After the sweep or search, run its best shape (or the given --shapes' best) back to back for this "
+        "long: TFLOPS per window of a few seconds, sustained TFLOPS and the drop from the short burst.",
+    )
 
     @property
     def mode(self) -> Optional[str]:
@@ -175,6 +211,13 @@ class MamfOptions(ProbeOptions):
 
 def make_plan(device_type: str, options: MamfOptions) -> MamfPlan:
     """Validate the options and build the plan; every bad input is a UsageError (exit 2)."""
+    if options.sustain_s is not None and not (options.sustain_s > 0 and math.isfinite(options.sustain_s)):
+        raise UsageError(f"--sustain must be a number of seconds > 0, got {options.sustain_s}")
+    plan = _shapes_plan(device_type, options)
+    return dataclasses.replace(plan, sustain_s=options.sustain_s or 0.0)
+
+
+def _shapes_plan(device_type: str, options: MamfOptions) -> MamfPlan:
     o = options
     parse_dtype(o.dtype)
     dims_given = [d is not None for d in (o.m, o.n, o.k)]
@@ -199,6 +242,7 @@ def make_plan(device_type: str, options: MamfOptions) -> MamfPlan:
 
 # ---------------------------------------------------------------------------------------------
 # search
+
 
 @dataclass
 class SearchSettings:
@@ -231,8 +275,12 @@ def coarse_indices(length: int, per_dim: int) -> list[int]:
     return sorted({round(i * stride) for i in range(per_dim)})
 
 
-def search(grid: Grid, measure: Callable[[Shape, str], Optional[float]],
-           settings: SearchSettings = SearchSettings(), state: Optional[SearchState] = None) -> Iterator[tuple]:
+def search(
+    grid: Grid,
+    measure: Callable[[Shape, str], Optional[float]],
+    settings: Optional[SearchSettings] = None,
+    state: Optional[SearchState] = None,
+) -> Iterator[tuple]:
     """Run the search, yielding (phase, shape, score) after each measurement.
 
     `measure(shape, phase)` returns TFLOPS or None (skipped: out of memory, failed check); phase
@@ -253,12 +301,13 @@ def search(grid: Grid, measure: Callable[[Shape, str], Optional[float]],
         state.scores[shape] = score if score is not None else -math.inf
         return (phase, shape, score)
 
+    settings = settings or SearchSettings()
     per_dim_counts = [settings.coarse_per_dim or max(3, round(math.sqrt(len(d)))) for d in dims]
     per_dim = [coarse_indices(len(d), count) for d, count in zip(dims, per_dim_counts)]
     for i in per_dim[0]:
         for j in per_dim[1]:
-            for l in per_dim[2]:
-                event = visit((i, j, l), "coarse")
+            for h in per_dim[2]:
+                event = visit((i, j, h), "coarse")
                 if event:
                     yield event
 
@@ -304,12 +353,18 @@ def sweep_shapes(plan: MamfPlan) -> Sequence[Shape]:
 # -- the answer of a run (the report applies the same rule) --------------------------------------------
 
 ANSWER_PHASE = "confirm"  # a search's answer comes from its full-plan re-measurements only
+SUSTAIN_MODE = "sustain"  # params.mode of a sustained run's record: not a candidate for the answer
 
 
 def answer_pool(records: list) -> list:
     """The ok MAMF records the answer is chosen from: a search's confirmed shapes when there are
-    some (a lucky short measurement cannot win), else every ok record (a sweep's shapes)."""
-    ok = [r for r in records if r.get("status") == "ok" and r.get("probe", "mamf") == "mamf"]
+    some (a lucky short measurement cannot win), else every ok record (a sweep's shapes); never a
+    sustained run's record."""
+    ok = [
+        r
+        for r in records
+        if r.get("status") == "ok" and r.get("probe", "mamf") == "mamf" and r["params"].get("mode") != SUSTAIN_MODE
+    ]
     confirmed = [r for r in ok if r["params"].get("phase") == ANSWER_PHASE]
     return confirmed or ok
 

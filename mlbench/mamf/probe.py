@@ -11,6 +11,7 @@ TFLOPS = 2*m*n*k / t / 1e12 (the usual convention): `tflops` from the median tim
 
 from __future__ import annotations
 
+import functools
 import math
 import time
 from dataclasses import dataclass
@@ -20,15 +21,32 @@ import torch
 
 from ..device import Device, is_rocm
 from ..records import Result
-from ..stats import rate_metrics, summarize, time_metrics
-from ..timing import TimingPlan, time_call
-from .plan import DType, MamfPlan, SearchSettings, SearchState, Shape, search, sweep_shapes, tflops
+from ..stats import median, rate_metrics, summarize, time_metrics
+from ..timing import TimingPlan, estimate_call_s, time_call
+from .plan import (
+    SUSTAIN_MODE,
+    DType,
+    MamfPlan,
+    SearchSettings,
+    SearchState,
+    Shape,
+    best_record,
+    search,
+    sweep_shapes,
+    tflops,
+)
 
-METHOD = ("mlbench-mamf/1: A(m,k) @ B(n,k)^T into preallocated C, random normal inputs, cache flush before each "
-          "timed call, median of samples")
+METHOD = (
+    "mlbench-mamf/1: A(m,k) @ B(n,k)^T into preallocated C, random normal inputs, cache flush before each "
+    "timed call, median of samples"
+)
+SUSTAIN_METHOD = (
+    "mlbench-mamf-sustain/1: one shape back to back, no cache flush; TFLOPS per window of back-to-back "
+    "matmuls timed with device events; sustained = median of the windows after the first"
+)
 CHECK_BLOCK = 64
 TF32_PROBE_SIZE = 256
-TF32_PROBE_VALUE = 1.0 + 2.0 ** -12  # exact in float32 (23-bit mantissa); tf32 (10 bits) rounds it to 1.0
+TF32_PROBE_VALUE = 1.0 + 2.0**-12  # exact in float32 (23-bit mantissa); tf32 (10 bits) rounds it to 1.0
 
 
 def timing_plan(device_type: str, quick: bool, phase: str = "full") -> TimingPlan:
@@ -51,8 +69,9 @@ def unsupported_reason(dtype: DType, device: Device) -> Optional[str]:
         if capability is not None:
             major, minor = capability
             if (major, minor) < (8, 9):
-                return (f"fp8 needs compute capability >= 8.9 (Ada/Hopper or newer); "
-                        f"{device.info.name} is {major}.{minor}")
+                return (
+                    f"fp8 needs compute capability >= 8.9 (Ada/Hopper or newer); {device.info.name} is {major}.{minor}"
+                )
         if device.type not in ("cuda", "cpu"):
             return f"fp8 through torch._scaled_mm is not supported on {device.type}"
     if dtype.kernel == "int_mm" and not hasattr(torch, "_int_mm"):
@@ -63,8 +82,10 @@ def unsupported_reason(dtype: DType, device: Device) -> Optional[str]:
         return "tf32 is a CUDA tensor-core mode: this device has no TF32 matmul (measure fp32 instead)"
     if dtype.allow_tf32 and tf32_effective(device, allow_tf32=True) is False:
         hint = " (hipBLASLt uses tf32 only with HIPBLASLT_ALLOW_TF32=1)" if is_rocm() else ""
-        return (f"tf32 is not in effect here: a float32 matmul with tf32 allowed gave the exact float32 result{hint}; "
-                "the figure would be mislabelled (measure fp32 instead)")
+        return (
+            f"tf32 is not in effect here: a float32 matmul with tf32 allowed gave the exact float32 result{hint}; "
+            "the figure would be mislabelled (measure fp32 instead)"
+        )
     return None
 
 
@@ -143,8 +164,14 @@ def make_operands(shape: Shape, dtype: DType, device: Device, seed: int = 0, fas
         b = normal(shape.n, shape.k).to(target).to(fp8).t()
         c = torch.empty(shape.m, shape.n, dtype=torch.bfloat16, device=target)
         one = torch.tensor(1.0, device=target)
-        return Operands(a, b, c, lambda: torch._scaled_mm(a, b, scale_a=one, scale_b=one, out_dtype=torch.bfloat16,
-                                                          use_fast_accum=fast_accum, out=c))
+        return Operands(
+            a,
+            b,
+            c,
+            lambda: torch._scaled_mm(
+                a, b, scale_a=one, scale_b=one, out_dtype=torch.bfloat16, use_fast_accum=fast_accum, out=c
+            ),
+        )
     torch_dtype = getattr(torch, dtype.torch_name)
     a = normal(shape.m, shape.k).to(target).to(torch_dtype)
     b = normal(shape.n, shape.k).to(target).to(torch_dtype).t()
@@ -170,8 +197,15 @@ def spot_check(ops: Operands, dtype: DType) -> float:
 class MatmulProbe:
     """Measures shapes of one dtype on one device; `peak_tflops` (if known) flags impossible results."""
 
-    def __init__(self, device: Device, dtype: DType, quick: bool = False, peak_tflops: Optional[float] = None,
-                 flush: bool = True, fast_accum: bool = False):
+    def __init__(
+        self,
+        device: Device,
+        dtype: DType,
+        quick: bool = False,
+        peak_tflops: Optional[float] = None,
+        flush: bool = True,
+        fast_accum: bool = False,
+    ):
         self.device = device
         self.dtype = dtype
         self.fast_accum = fast_accum and dtype.kernel == "scaled_mm"
@@ -269,8 +303,12 @@ class MatmulProbe:
             "flops": shape.flops,
             "check_rel_err": check_err,
         }
-        params.update(timer=timing.timer, flush_bytes=self.device.flush_bytes() if self.flush else 0,
-                      **self.device.info.llc_params(), method=METHOD)
+        params.update(
+            timer=timing.timer,
+            flush_bytes=self.device.flush_bytes() if self.flush else 0,
+            **self.device.info.llc_params(),
+            method=METHOD,
+        )
         flags = []
         if stats.noisy:
             flags.append("noisy")
@@ -280,24 +318,169 @@ class MatmulProbe:
                 flags.append("above_spec_peak")
         raw = {"time_ms": [s * 1e3 for s in timing.samples_s]}
         if not math.isfinite(check_err) or check_err > self.dtype.check_tolerance:
-            return Result(params=params, metrics=metrics, status="error", flags=flags + ["check_failed"], raw=raw,
-                          error=f"spot check failed at {shape}: max |C-ref|/rms(ref) = {check_err:.3g} > "
-                                f"{self.dtype.check_tolerance:g}")
+            return Result(
+                params=params,
+                metrics=metrics,
+                status="error",
+                flags=flags + ["check_failed"],
+                raw=raw,
+                error=f"spot check failed at {shape}: max |C-ref|/rms(ref) = {check_err:.3g} > "
+                f"{self.dtype.check_tolerance:g}",
+            )
         return Result(params=params, metrics=metrics, flags=flags, raw=raw)
+
+    def sustain(
+        self,
+        shape: Shape,
+        seconds: float,
+        window_s: float,
+        burst_tflops: Optional[float] = None,
+        clock: Callable[[], float] = time.monotonic,
+    ) -> Optional[Result]:
+        """One shape back to back for `seconds`, timed in windows of about `window_s` (a batch of matmuls between
+        two device events, as `timing.time_call` times one call); None when interrupted before any window."""
+        params = self.params(shape, mode=SUSTAIN_MODE, sustain_s=seconds, window_s=window_s)
+        why = self.fits(shape)
+        if why:
+            return Result.skipped(params, why)
+        self.seed += 1
+        windows, calls, timer, interrupted, ops = [], [], None, False, None
+        try:
+            ops = make_operands(shape, self.dtype, self.device, seed=self.seed, fast_accum=self.fast_accum)
+            ops.call()
+            self.device.synchronize()
+            check_err = spot_check(ops, self.dtype)
+            per_call_s = estimate_call_s(ops.call, self.device)
+            deadline = clock() + seconds
+            while len(windows) < 2 or deadline - clock() >= window_s / 2:
+                batch = max(1, round(window_s / per_call_s))
+                timing = time_call(
+                    functools.partial(_back_to_back, ops.call, batch),
+                    self.device,
+                    TimingPlan(warmup=0, reps=1),
+                    estimate_s=batch * per_call_s,
+                )
+                windows.append(timing.samples_s[0])
+                calls.append(batch)
+                timer = timing.timer
+                per_call_s = max(timing.samples_s[0] / batch, 1e-9)
+        except KeyboardInterrupt:
+            interrupted = True
+            if not windows:
+                return None
+        except Exception as exc:  # noqa: BLE001 - classify, as `measure` does
+            if self.device.is_oom(exc):
+                return Result.skipped(params, f"out of memory at {shape}: {str(exc).splitlines()[0][:200]}")
+            return Result.failed(params, f"{type(exc).__name__} at {shape}: {str(exc).splitlines()[0][:200]}")
+        finally:
+            del ops
+            if self.device.type != "cpu":
+                self.device.empty_cache()
+        params.update(timer=timer, method=SUSTAIN_METHOD)
+        return sustain_result(shape, params, windows, calls, burst_tflops, check_err, self.dtype, interrupted)
+
+
+def _back_to_back(call: Callable[[], object], times: int) -> None:
+    for _ in range(times):
+        call()
+
+
+def sustain_result(
+    shape: Shape,
+    params: dict,
+    windows_s: list,
+    calls: list,
+    burst_tflops: Optional[float],
+    check_err: float,
+    dtype: DType,
+    interrupted: bool = False,
+) -> Result:
+    """The record of a sustained run: TFLOPS per window, the median of the windows after the first (the
+    first holds the clocks' settling), and the drop from the short-burst figure."""
+    rates = [tflops(shape, t / n) for t, n in zip(windows_s, calls)]
+    steady = rates[1:] or rates
+    steady_call_s = [t / n for t, n in zip(windows_s, calls)][1:] or [windows_s[0] / calls[0]]
+    stats = summarize(steady)
+    sustained = median(steady)
+    metrics = {
+        "tflops_sustained": sustained,
+        "tflops_windows": rates,
+        "tflops": sustained,
+        "tflops_mean": stats.mean,
+        "tflops_max": stats.max,
+        "tflops_min": stats.min,
+        "time_ms": median(steady_call_s) * 1e3,
+        "cv": stats.cv,
+        "windows": len(rates),
+        "sustained_s": sum(windows_s),
+        "calls": sum(calls),
+        "flops": shape.flops,
+        "check_rel_err": check_err,
+    }
+    if burst_tflops:
+        metrics["tflops_burst"] = burst_tflops
+        metrics["drop_pct"] = 100.0 * (1.0 - sustained / burst_tflops)
+    flags = ["partial"] if interrupted else []
+    raw = {"window_s": list(windows_s), "calls": list(calls)}
+    if not math.isfinite(check_err) or check_err > dtype.check_tolerance:
+        return Result(
+            params=params,
+            metrics=metrics,
+            status="error",
+            flags=flags + ["check_failed"],
+            raw=raw,
+            error=f"spot check failed at {shape}: max |C-ref|/rms(ref) = {check_err:.3g} > {dtype.check_tolerance:g}",
+        )
+    return Result(params=params, metrics=metrics, flags=flags, raw=raw)
 
 
 # ---------------------------------------------------------------------------------------------
-# running a plan: the warm-up, then a sweep or the search, one Result per measured shape
+# running a plan: the warm-up, then a sweep or the search, one Result per measured shape; then the
+# sustained run of the best shape
+
 
 def warmup_shape(plan: MamfPlan) -> Shape:
     """The plan's middle-sized shape: big enough to load the device, small enough to fit."""
-    shapes = sorted(sweep_shapes(plan) if plan.grid is None else [plan.grid.shape((len(plan.grid.m) // 2, len(plan.grid.n) // 2, len(plan.grid.k) // 2))],
-                    key=lambda s: s.flops)
+    shapes = sorted(
+        sweep_shapes(plan)
+        if plan.grid is None
+        else [plan.grid.shape((len(plan.grid.m) // 2, len(plan.grid.n) // 2, len(plan.grid.k) // 2))],
+        key=lambda s: s.flops,
+    )
     return shapes[len(shapes) // 2]
 
 
-def results(plan: MamfPlan, probe: MatmulProbe, settings: Optional[SearchSettings] = None,
-        state: Optional[SearchState] = None) -> Iterator:
+def results(
+    plan: MamfPlan, probe: MatmulProbe, settings: Optional[SearchSettings] = None, state: Optional[SearchState] = None
+) -> Iterator:
+    """Yield a Result per measured shape (params carry `mode`, and `phase` in a search); then, when the
+    plan sustains, the sustained run of the best of them (`mode` "sustain")."""
+    measured = []
+    for result in shape_results(plan, probe, settings, state):
+        measured.append(result)
+        yield result
+    if plan.sustain_s:
+        sustained = sustain_best(plan, probe, measured)
+        if sustained is not None:
+            yield sustained
+
+
+def sustain_best(plan: MamfPlan, probe: MatmulProbe, measured: list) -> Optional[Result]:
+    """The sustained run of the best measured shape (by `plan.best_record`), its TFLOPS as the short burst."""
+    as_records = [
+        {"probe": "mamf", "status": str(r.status), "params": r.params, "metrics": r.metrics} for r in measured
+    ]
+    best = best_record(as_records)
+    if best is None:
+        params = {"m": 0, "n": 0, "k": 0, "dtype": probe.dtype.name, "mode": SUSTAIN_MODE, "sustain_s": plan.sustain_s}
+        return Result.skipped(params, "no shape was measured: nothing to sustain")
+    p = best["params"]
+    return probe.sustain(Shape(p["m"], p["n"], p["k"]), plan.sustain_s, plan.window_s, best["metrics"]["tflops"])
+
+
+def shape_results(
+    plan: MamfPlan, probe: MatmulProbe, settings: Optional[SearchSettings] = None, state: Optional[SearchState] = None
+) -> Iterator:
     """Yield a Result per measured shape (params carry `mode`, and `phase` in a search)."""
     probe.warm_up(warmup_shape(plan), plan.warmup_s)
     if plan.mode == "sweep":
@@ -313,4 +496,3 @@ def results(plan: MamfPlan, probe: MatmulProbe, settings: Optional[SearchSetting
 
     for _phase, _shape, _score in search(plan.grid, measure, settings or SearchSettings(), state):
         yield last["result"]
-

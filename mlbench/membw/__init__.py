@@ -1,1 +1,4 @@
-"""Memory bandwidth: device copy/read/write/triad, host<->device and GPU<->GPU copies (plans in `plan`, measuring in `probe`, CLI in `cli`)."""
+"""Memory bandwidth: device copy/read/write/triad, host<->device and GPU<->GPU copies.
+
+Options, plans and rules in `plan`, measuring in `probe`, the command in `cli`.
+"""

@@ -46,10 +46,14 @@ class Membw(harness.Probe):
         peak_gbps = hbm_tbps * 1000 if hbm_tbps else None
         with BandwidthProbe(dev, quick=options.quick, peak_gbps=peak_gbps, link_gbps=link_gbps) as probe:
             yield harness.Run(
-                dev.info.record(), header, probe.results(plan),
-                summary=lambda records, interrupted: summary_text(records, dev.info.name, dev.info.llc_bytes,
-                                                                  hbm_tbps, spec),
-                total=len(plan.points), progress_text=progress_text,
+                dev.info.record(),
+                header,
+                probe.results(plan),
+                summary=lambda records, interrupted: summary_text(
+                    records, dev.info.name, dev.info.llc_bytes, hbm_tbps, spec
+                ),
+                total=len(plan.points),
+                progress_text=progress_text,
             )
 
 
@@ -92,15 +96,25 @@ def transfer_lines(records: list) -> list:
     lines = []
     for op in ("h2d", "d2h"):
         for kind in ("pinned", "pageable"):
-            ok = [r for r in records
-                  if r["status"] == "ok" and r["params"]["op"] == op and r["params"].get("host_memory") == kind]
+            ok = [
+                r
+                for r in records
+                if r["status"] == "ok" and r["params"]["op"] == op and r["params"].get("host_memory") == kind
+            ]
             if ok:
                 best = max(ok, key=lambda r: r["metrics"]["gbps_copied"])
-                lines.append(f"{op} {kind}: {best['metrics']['gbps_copied']:.1f} GB/s (bytes once) "
-                             f"at {format_bytes(best['params']['bytes'])}")
+                lines.append(
+                    f"{op} {kind}: {best['metrics']['gbps_copied']:.1f} GB/s (bytes once) "
+                    f"at {format_bytes(best['params']['bytes'])}"
+                )
     for direction in ("write", "read"):
-        peer = [r for r in records if r["params"]["op"] == "p2p" and r["params"].get("src") is not None
-                and r["params"].get("direction", "write") == direction]
+        peer = [
+            r
+            for r in records
+            if r["params"]["op"] == "p2p"
+            and r["params"].get("src") is not None
+            and r["params"].get("direction", "write") == direction
+        ]
         if not peer:
             continue
         gpus = sorted({r["params"]["src"] for r in peer} | {r["params"]["dst"] for r in peer})
@@ -138,9 +152,11 @@ def peak_lines(records: list, device_name: str, llc_bytes, hbm_tbps, spec) -> li
     top = max(best.values(), key=lambda r: r["metrics"]["gbps"])
     if hbm_tbps:
         pct = 100 * top["metrics"]["gbps"] / (hbm_tbps * 1000)
-        lines.append(f"efficiency: {top['params']['op']} {top['metrics']['gbps']:,.1f} GB/s at "
-                     f"{format_bytes(top['params']['bytes'])} = {pct:.1f}% "
-                     f"of the advertised {hbm_tbps:g} TB/s of {spec.name}")
+        lines.append(
+            f"efficiency: {top['params']['op']} {top['metrics']['gbps']:,.1f} GB/s at "
+            f"{format_bytes(top['params']['bytes'])} = {pct:.1f}% "
+            f"of the advertised {hbm_tbps:g} TB/s of {spec.name}"
+        )
     else:
         lines.append(f"efficiency: no advertised memory bandwidth known for {device_name!r}")
     return lines

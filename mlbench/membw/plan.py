@@ -82,12 +82,38 @@ OPS = {
         Op("read", read=1, written=0, copied=0, device_buffers=1, doc="sum(src) into a preallocated scalar"),
         Op("write", read=0, written=1, copied=0, device_buffers=1, doc="dst.fill_(v)"),
         Op("triad", read=2, written=1, copied=0, device_buffers=3, doc="a = b + s*c (torch.add(b, c, alpha=s, out=a))"),
-        Op("h2d", read=1, written=1, copied=1, device_buffers=1, host_buffers=1, kind="transfer", family=Family.H2D,
-           doc="device.copy_(host)"),
-        Op("d2h", read=1, written=1, copied=1, device_buffers=1, host_buffers=1, kind="transfer", family=Family.D2H,
-           doc="host.copy_(device)"),
-        Op("p2p", read=1, written=1, copied=1, device_buffers=1, kind="peer", family=Family.P2P,
-           doc="peer.copy_(local) between two GPUs"),
+        Op(
+            "h2d",
+            read=1,
+            written=1,
+            copied=1,
+            device_buffers=1,
+            host_buffers=1,
+            kind="transfer",
+            family=Family.H2D,
+            doc="device.copy_(host)",
+        ),
+        Op(
+            "d2h",
+            read=1,
+            written=1,
+            copied=1,
+            device_buffers=1,
+            host_buffers=1,
+            kind="transfer",
+            family=Family.D2H,
+            doc="host.copy_(device)",
+        ),
+        Op(
+            "p2p",
+            read=1,
+            written=1,
+            copied=1,
+            device_buffers=1,
+            kind="peer",
+            family=Family.P2P,
+            doc="peer.copy_(local) between two GPUs",
+        ),
     )
 }
 DEVICE_OPS = tuple(name for name, op in OPS.items() if op.kind == "device")
@@ -194,7 +220,11 @@ class Point:
         return params
 
     def label(self) -> str:
-        extra = f" {self.host_memory}" if self.host_memory else (f" {self.direction} {self.src}->{self.dst}" if self.src is not None else "")
+        extra = (
+            f" {self.host_memory}"
+            if self.host_memory
+            else (f" {self.direction} {self.src}->{self.dst}" if self.src is not None else "")
+        )
         return f"{self.op}{extra} {format_bytes(self.bytes)}"
 
 
@@ -227,7 +257,11 @@ class MembwPlan:
     def describe(self) -> str:
         ops = ",".join(dict.fromkeys(p.op for p in self.points))
         run = sum(p.skip is None for p in self.points)
-        sizes = f"{format_bytes(self.sizes[0])}..{format_bytes(self.sizes[-1])} ({len(self.sizes)} sizes)" if self.sizes else "no sizes"
+        sizes = (
+            f"{format_bytes(self.sizes[0])}..{format_bytes(self.sizes[-1])} ({len(self.sizes)} sizes)"
+            if self.sizes
+            else "no sizes"
+        )
         return f"{ops} over {sizes}: {run} point(s) to measure, {len(self.points) - run} skipped"
 
 
@@ -264,11 +298,15 @@ def default_sizes(facts: Facts, ops: Sequence[str], quick: bool) -> list:
 
 def memory_problem(point: Point, facts: Facts) -> Optional[str]:
     """Why a point's buffers would not fit in free memory (None when they should)."""
-    for need, free, where in ((point.device_bytes, facts.free_bytes, "device" if facts.accelerator else "host"),
-                              (point.host_bytes, facts.host_free_bytes, "host")):
+    for need, free, where in (
+        (point.device_bytes, facts.free_bytes, "device" if facts.accelerator else "host"),
+        (point.host_bytes, facts.host_free_bytes, "host"),
+    ):
         if need and free is not None and need > MEMORY_FRACTION * free:
-            return (f"out of memory: {point.label()} needs {format_bytes(need)} of {where} memory, "
-                    f"{format_bytes(free)} free (at most {MEMORY_FRACTION:.0%} of it is used)")
+            return (
+                f"out of memory: {point.label()} needs {format_bytes(need)} of {where} memory, "
+                f"{format_bytes(free)} free (at most {MEMORY_FRACTION:.0%} of it is used)"
+            )
     return None
 
 
@@ -285,8 +323,13 @@ def _points_for(op_name: str, nbytes: int, facts: Facts, rotate: bool) -> list:
             points.append(Point(op_name, nbytes, 1, host_memory=kind, skip=skip))
         return points
     if op.kind == "peer":
-        return [Point(op_name, nbytes, 1, src=i, dst=j, direction=direction) for direction in PEER_DIRECTIONS
-                for i in range(facts.gpu_count) for j in range(facts.gpu_count) if i != j]
+        return [
+            Point(op_name, nbytes, 1, src=i, dst=j, direction=direction)
+            for direction in PEER_DIRECTIONS
+            for i in range(facts.gpu_count)
+            for j in range(facts.gpu_count)
+            if i != j
+        ]
     return [Point(op_name, nbytes, rotation_sets(op, nbytes, facts.llc, rotate))]
 
 
@@ -302,14 +345,21 @@ def _op_skip_reason(op_name: str, facts: Facts) -> Optional[str]:
 @dataclass(frozen=True)
 class MembwOptions(ProbeOptions):
     ops: Optional[str] = option(
-        "--ops", metavar="OPS",
-        help="Comma list of copy,read,write,triad,h2d,d2h,p2p (default: all that apply; p2p with 2+ GPUs).")
+        "--ops",
+        metavar="OPS",
+        help="Comma list of copy,read,write,triad,h2d,d2h,p2p (default: all that apply; p2p with 2+ GPUs).",
+    )
     sizes: Optional[str] = option(
-        "--sizes", metavar="SIZES",
-        help="Buffer sizes (one buffer), e.g. 1M:1G or 64M,4G (default: LLC/16 doubling to a share of free memory).")
+        "--sizes",
+        metavar="SIZES",
+        help="Buffer sizes (one buffer), e.g. 1M:1G or 64M,4G (default: LLC/16 doubling to a share of free memory).",
+    )
     rotate: bool = option(
-        "--rotate/--no-rotate", default=True, show_default=True,
-        help="Cycle buffer sets past 4x the last-level cache (memory figures); --no-rotate shows the cache knee.")
+        "--rotate/--no-rotate",
+        default=True,
+        show_default=True,
+        help="Cycle buffer sets past 4x the last-level cache (memory figures); --no-rotate shows the cache knee.",
+    )
 
 
 def parse_size_list(text: Optional[str]) -> Optional[list]:
@@ -428,8 +478,14 @@ def peaks(records: list, llc_bytes: Optional[int]) -> tuple:
     The best is taken among the large points (`is_large`) when there are some, else among the
     points that were not cache-resident.
     """
-    ok = [r for r in records if r.get("status") == "ok" and r.get("probe", "membw") == "membw"
-          and OPS.get(r["params"].get("op")) is not None and OPS[r["params"]["op"]].kind == "device"]
+    ok = [
+        r
+        for r in records
+        if r.get("status") == "ok"
+        and r.get("probe", "membw") == "membw"
+        and OPS.get(r["params"].get("op")) is not None
+        and OPS[r["params"]["op"]].kind == "device"
+    ]
     large = [r for r in ok if is_large(r, llc_bytes)]
     pool = large or [r for r in ok if not r["params"].get("cache_resident")]
     best = {}

@@ -25,11 +25,12 @@ from ..records import Result
 from ..stats import rate_metrics, summarize, time_metrics
 from ..timing import TimingPlan, time_call
 from .peer import copy_issuer
-from .plan import (ALIGN_BYTES, ELEMENT_BYTES, Facts, MembwPlan, Point, gbps, gbps_copied, is_large_buffer,
-                   traffic)
+from .plan import ALIGN_BYTES, ELEMENT_BYTES, Facts, MembwPlan, Point, gbps, gbps_copied, is_large_buffer, traffic
 
-METHOD = ("mlbench-membw/1: float32 buffers, random non-zero sources, `sets` buffer sets cycled (footprint >= 4x LLC "
-          "unless --no-rotate), harness timing (median of samples), sampled verification after timing")
+METHOD = (
+    "mlbench-membw/1: float32 buffers, random non-zero sources, `sets` buffer sets cycled (footprint >= 4x LLC "
+    "unless --no-rotate), harness timing (median of samples), sampled verification after timing"
+)
 CHECK_SAMPLES = 4096
 CHECK_SETS = 4
 TRIAD_SCALAR = 3.0
@@ -54,8 +55,9 @@ def timing_plan(device_type: str, quick: bool) -> TimingPlan:
 def device_facts(device: Device) -> Facts:
     """The plan's view of a device: cache, free memory (device and host), GPUs visible."""
     gpus = gpu_count() if device.type == "cuda" else 0
-    return Facts(device.type, device.info.llc_bytes, device.free_memory_bytes(), host_facts.available_memory_bytes(),
-                 gpus)
+    return Facts(
+        device.type, device.info.llc_bytes, device.free_memory_bytes(), host_facts.available_memory_bytes(), gpus
+    )
 
 
 def fill_random(buffer: "torch.Tensor", seed: int) -> None:
@@ -69,7 +71,7 @@ def fill_random(buffer: "torch.Tensor", seed: int) -> None:
         offsets = (torch.arange(full, device=buffer.device, dtype=torch.float32) % 251).unsqueeze(1)
         torch.add(base.unsqueeze(0), offsets, out=buffer[: full * block].view(full, block))
     if n > full * block:
-        buffer[full * block:].copy_(base[: n - full * block])
+        buffer[full * block :].copy_(base[: n - full * block])
 
 
 def float64_sum(tensor: "torch.Tensor", chunk_elements: Optional[int] = None) -> float:
@@ -82,7 +84,7 @@ def float64_sum(tensor: "torch.Tensor", chunk_elements: Optional[int] = None) ->
     step = chunk_elements or READ_CHECK_CHUNK_BYTES // FLOAT64_BYTES
     total = torch.zeros((), dtype=torch.float64, device=tensor.device)
     for start in range(0, tensor.numel(), step):
-        total += tensor[start:start + step].sum(dtype=torch.float64)
+        total += tensor[start : start + step].sum(dtype=torch.float64)
     return float(total)
 
 
@@ -124,8 +126,9 @@ def _cycling(calls: list) -> tuple:
 class BandwidthProbe:
     """Measures the plan's points on one device; `peak_gbps` (HBM) and `link_gbps` flag impossible figures."""
 
-    def __init__(self, device: Device, quick: bool = False, peak_gbps: Optional[float] = None,
-                 link_gbps: Optional[float] = None):
+    def __init__(
+        self, device: Device, quick: bool = False, peak_gbps: Optional[float] = None, link_gbps: Optional[float] = None
+    ):
         self.device = device
         self.quick = quick
         self.peak_gbps = peak_gbps
@@ -155,7 +158,9 @@ class BandwidthProbe:
         if self._arena is None or self._arena.numel() * ELEMENT_BYTES < nbytes:
             self._arena = None
             self.device.empty_cache()
-            self._arena = torch.empty(max(1, nbytes // ELEMENT_BYTES), dtype=torch.float32, device=self.device.torch_device)
+            self._arena = torch.empty(
+                max(1, nbytes // ELEMENT_BYTES), dtype=torch.float32, device=self.device.torch_device
+            )
         return self._arena
 
     def _host_arena(self, kind: str, nbytes: int) -> "torch.Tensor":
@@ -164,7 +169,9 @@ class BandwidthProbe:
         current = self._host.get(kind)
         if current is None or current.numel() * ELEMENT_BYTES < nbytes:
             self._host.pop(kind, None)
-            self._host[kind] = torch.empty(max(1, nbytes // ELEMENT_BYTES), dtype=torch.float32, pin_memory=(kind == "pinned"))
+            self._host[kind] = torch.empty(
+                max(1, nbytes // ELEMENT_BYTES), dtype=torch.float32, pin_memory=(kind == "pinned")
+            )
         return self._host[kind]
 
     def close(self) -> None:
@@ -187,14 +194,14 @@ class BandwidthProbe:
     def _carve(arena: "torch.Tensor", count: int, nbytes: int) -> list:
         stride = -(-nbytes // ALIGN_BYTES) * ALIGN_BYTES // ELEMENT_BYTES
         n = nbytes // ELEMENT_BYTES
-        return [arena[i * stride: i * stride + n] for i in range(count)]
+        return [arena[i * stride : i * stride + n] for i in range(count)]
 
     # -- building the calls ------------------------------------------------------------------
 
     def _device_buffers(self, point: Point) -> Buffers:
         op = point.spec
         views = self._carve(self._device_arena(point.device_bytes), point.sets * op.device_buffers, point.bytes)
-        sets = [tuple(views[s * op.device_buffers:(s + 1) * op.device_buffers]) for s in range(point.sets)]
+        sets = [tuple(views[s * op.device_buffers : (s + 1) * op.device_buffers]) for s in range(point.sets)]
         acc = torch.empty((), dtype=torch.float32, device=self.device.torch_device)
         calls = []
         for bufs in sets:
@@ -253,9 +260,13 @@ class BandwidthProbe:
             want = float64_sum(src)
             got = float(buffers.acc)
             rel = abs(got - want) / abs(want)
-            return None if rel <= READ_REL_TOL else f"read: sum {got:.9g} vs float64 {want:.9g} (relative error {rel:.2g})"
+            return (
+                None if rel <= READ_REL_TOL else f"read: sum {got:.9g} vs float64 {want:.9g} (relative error {rel:.2g})"
+            )
         used = buffers.used()
-        chosen = sorted({used[int(i * (len(used) - 1) / max(1, CHECK_SETS - 1))] for i in range(min(CHECK_SETS, len(used)))})
+        chosen = sorted(
+            {used[int(i * (len(used) - 1) / max(1, CHECK_SETS - 1))] for i in range(min(CHECK_SETS, len(used)))}
+        )
         for s in chosen:
             bufs = buffers.sets[s]
             idx = sample_indices(bufs[0].numel(), bufs[0].device, seed=s)
@@ -313,8 +324,11 @@ class BandwidthProbe:
         copy), `read` on the destination's (the runtime's peer memcpy, see `mlbench.membw.peer`)."""
         params = point.params()
         if not can_access_peer(point.src, point.dst):
-            return Result.skipped(params, f"cuda:{point.src} cannot reach cuda:{point.dst} by peer access "
-                                          "(torch would stage the copy through host memory)")
+            return Result.skipped(
+                params,
+                f"cuda:{point.src} cannot reach cuda:{point.dst} by peer access "
+                "(torch would stage the copy through host memory)",
+            )
         n = point.bytes // ELEMENT_BYTES
         src = dst = buffers = None
         try:
@@ -345,7 +359,8 @@ class BandwidthProbe:
                     stream = dst_device.stream_handle()
                     nbytes = n * ELEMENT_BYTES
                     copy = lambda: memcpy(  # noqa: E731
-                        dst.data_ptr(), point.dst, src.data_ptr(), point.src, nbytes, stream)
+                        dst.data_ptr(), point.dst, src.data_ptr(), point.src, nbytes, stream
+                    )
                 call, used, last = _cycling([copy])
                 buffers = Buffers([(src, dst)], call, used, last)
                 timing = time_call(buffers.call, issuing_device, timing_plan("cuda", self.quick))
@@ -379,13 +394,23 @@ class BandwidthProbe:
             "bytes_written": moved.written,
         }
         if op.copied:
-            metrics.update(gbps_copied=gbps_copied(op, point.bytes, stats.median),
-                           gbps_copied_max=gbps_copied(op, point.bytes, stats.min), bytes_copied=moved.copied)
+            metrics.update(
+                gbps_copied=gbps_copied(op, point.bytes, stats.median),
+                gbps_copied_max=gbps_copied(op, point.bytes, stats.min),
+                bytes_copied=moved.copied,
+            )
         llc = self.llc_bytes or 0
         cache_resident = bool(llc) and point.cache_resident(llc)
-        params.update(dtype="float32", sets=point.sets, footprint_bytes=point.device_bytes,
-                      cache_resident=cache_resident, large=is_large_buffer(point.op, point.bytes, self.llc_bytes),
-                      family=op.family.value, timer=timing.timer, method=METHOD)
+        params.update(
+            dtype="float32",
+            sets=point.sets,
+            footprint_bytes=point.device_bytes,
+            cache_resident=cache_resident,
+            large=is_large_buffer(point.op, point.bytes, self.llc_bytes),
+            family=op.family.value,
+            timer=timing.timer,
+            method=METHOD,
+        )
         if self.device.type == "cpu":
             params["threads"] = torch.get_num_threads()
         flags = ["noisy"] if stats.noisy else []
@@ -399,6 +424,12 @@ class BandwidthProbe:
                 flags.append("above_spec_peak")
         raw = {"time_ms": timing.samples_ms()}
         if problem:
-            return Result(params=params, metrics=metrics, status="error", error=f"check failed: {problem}",
-                          flags=flags + ["check_failed"], raw=raw)
+            return Result(
+                params=params,
+                metrics=metrics,
+                status="error",
+                error=f"check failed: {problem}",
+                flags=flags + ["check_failed"],
+                raw=raw,
+            )
         return Result(params=params, metrics=metrics, flags=flags, raw=raw)

@@ -12,7 +12,8 @@ Public API (see `api` for details):
 Modules: `loader` (records -> frame; not `load`, which is the function), `checks` (a package: one
 module per probe's checks, `rows` the check row whose fields are summary.csv's columns, `judging`
 a figure against its spec), `verdicts` (the Verdict enum, rules and thresholds), `fleet` (slowest
-GPU per node, suspects), `render` (Markdown, HTML), `plots`, `api` (build_report), `synthetic`
+GPU per node, suspects), `headline` (the first page's figures per node and for the fleet), `render`
+(the sections, Markdown), `htmlpage` (the one-file HTML page), `plots`, `api` (build_report), `synthetic`
 (a generated fleet for tests and benchmarks), `cli`.
 """
 

@@ -3,14 +3,15 @@
     from mlbench.report.api import build_report
     result = build_report(["results/<run-id>"], out_dir="results/<run-id>", specs_files=(), thresholds=None)
     result.exit_code      # 0: every verdict PASS/WARN (INCOMPLETE too unless strict); 1: a FAIL
-    result.verdicts       # DataFrame, one row per check (the fields of checks.CheckRow)
+    result.verdicts       # DataFrame, one row per check (the fields of checks.CheckRow); N/A rows (checks that
+                          # cannot run on that device, with the reason) too, which summary.csv leaves out
     result.fleet          # DataFrame, per check and node (fleet.FLEET_COLUMNS)
     result.records        # the tidy records frame (loader.load)
     result.markdown       # the Markdown text; result.files: the paths written
 
 Everything that can be wrong with the input (no such path, a bad spec file, an unwritable output
 directory, no records at all) raises `UsageError` (exit 2) before any file is written.
-Files written into `out_dir`: report.md, summary.csv (every check), fleet.csv (when there is a
+Files written into `out_dir`: report.md, summary.csv (every verdict), fleet.csv (when there is a
 fleet table), report.html (plots embedded) and plots/*.png.
 """
 
@@ -22,7 +23,7 @@ from pathlib import Path
 from typing import Callable, Iterable, Optional
 
 from ..exitcodes import UsageError
-from .verdicts import Thresholds, exit_code
+from .verdicts import Thresholds, Verdict, exit_code
 
 TITLE = "mlbench report"
 
@@ -36,6 +37,7 @@ class ReportResult:
     markdown: str
     files: list = field(default_factory=list)
     warnings: list = field(default_factory=list)
+    comparison: object = None  # compare.Comparison, with a baseline
 
 
 def default_out_dir(paths: Iterable) -> Path:
@@ -87,14 +89,27 @@ def evaluate(frame, registry, thresholds: Thresholds):
     return checks, fleet
 
 
-def build_report(paths, out_dir=None, specs_files=(), thresholds: Optional[Thresholds] = None, *, write: bool = True,
-                 plots: bool = True, on_warning: Optional[Callable[[str], None]] = None) -> ReportResult:
+def build_report(
+    paths,
+    out_dir=None,
+    specs_files=(),
+    thresholds: Optional[Thresholds] = None,
+    *,
+    write: bool = True,
+    plots: bool = True,
+    on_warning: Optional[Callable[[str], None]] = None,
+    baseline=None,
+    max_regression=(),
+    junit=None,
+    prometheus=None,
+) -> ReportResult:
     """Read records under `paths`, judge them, write the report files; see the module docstring."""
     from . import render
     from .loader import check_paths, load
 
     thresholds = thresholds or Thresholds()
     check_paths(paths)
+    tolerances = check_extras(baseline, max_regression, junit, prometheus)
     registry = load_registry(specs_files)
     out = Path(out_dir) if out_dir is not None else default_out_dir(paths)
     if write:
@@ -110,9 +125,18 @@ def build_report(paths, out_dir=None, specs_files=(), thresholds: Optional[Thres
     if frame.empty:
         raise UsageError(f"no records found in {', '.join(map(str, paths))}")
     checks, fleet = evaluate(frame, registry, thresholds)
+    view = None
+    if baseline is not None:  # one baseline:<check> row per compared check, next to the spec verdicts
+        from .compare_render import judge_baseline
+
+        view = judge_baseline([baseline], checks, registry, thresholds, tolerances, warn)
+        checks = view.checks
     code = exit_code(checks["verdict"], thresholds.strict)
     summary = render.summary_lines(frame, checks, warnings, code)
     secs = render.sections(checks, fleet, warnings)
+    if view is not None:
+        summary += ["", view.summary_line(thresholds.strict)]
+        secs = view.insert_section(secs, getattr(render, "ATTENTION", None))
     text = render.markdown(TITLE, summary, secs)
     files: list = []
     if write:
@@ -123,15 +147,44 @@ def build_report(paths, out_dir=None, specs_files=(), thresholds: Optional[Thres
 
             (out / "plots").mkdir(exist_ok=True)
             images = write_plots(frame, out / "plots", checks)
+        if view is not None:
+            more_files, more_images = view.write(out, plots, ", ".join(sorted(frame["run_id"].astype(str).unique())))
+            files, images = files + more_files, images + more_images
         files += _write(out / "report.md", text)
-        checks.to_csv(out / "summary.csv", index=False)
+        checks[checks["verdict"].ne(Verdict.NA)].to_csv(out / "summary.csv", index=False)  # N/A: not a verdict
         files.append(out / "summary.csv")
         if not fleet.empty:
             fleet.to_csv(out / "fleet.csv", index=False)
             files.append(out / "fleet.csv")
-        files += _write(out / "report.html", render.html_page(TITLE, summary, secs, images))
+        files += _write(
+            out / "report.html", render.html_page(TITLE, summary, secs, images, render.overall_verdict(checks))
+        )
         files += images
-    return ReportResult(frame, checks, fleet, code, text, files, warnings)
+    if junit is not None or prometheus is not None:
+        from .exports import write_exports
+
+        files += write_exports(
+            checks, junit=junit, prometheus=prometheus, exit_code=code, run_ids=frame["run_id"].unique()
+        )
+    return ReportResult(frame, checks, fleet, code, text, files, warnings, view.comparison if view else None)
+
+
+def check_extras(baseline, max_regression, junit, prometheus):
+    """UsageErrors before anything is written: the baseline path, --max-regression, the export files.
+    Returns the regression tolerances (compare.Tolerances)."""
+    from .compare import Tolerances
+    from .exports import check_export_path
+    from .loader import check_paths
+
+    tolerances = Tolerances.parse(max_regression)
+    if max_regression and baseline is None:
+        raise UsageError("--max-regression needs --baseline PATH")
+    if baseline is not None:
+        check_paths([baseline])
+    for option, path in (("--junit", junit), ("--prometheus", prometheus)):
+        if path is not None:
+            check_export_path(path, option)
+    return tolerances
 
 
 def _write(path: Path, text: str) -> list:

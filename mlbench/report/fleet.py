@@ -16,8 +16,22 @@ from ..stats import median, robust_z
 from .checks.rows import NODE, CheckRow
 from .verdicts import Thresholds, Verdict
 
-FLEET_COLUMNS = ("check", "device_name", "host", "devices", "slowest_device", "ceiling", "median", "best", "spread_pct",
-                 "unit", "fleet_median", "pct_of_fleet_median", "robust_z", "suspect")
+FLEET_COLUMNS = (
+    "check",
+    "device_name",
+    "host",
+    "devices",
+    "slowest_device",
+    "ceiling",
+    "median",
+    "best",
+    "spread_pct",
+    "unit",
+    "fleet_median",
+    "pct_of_fleet_median",
+    "robust_z",
+    "suspect",
+)
 
 
 def fleet_view(checks, th: Thresholds):
@@ -49,13 +63,24 @@ def fleet_view(checks, th: Thresholds):
     table["robust_z"] = pd.Series(z, dtype=float)
     table["suspect"] = pd.Series(suspect, dtype=object).reindex(table.index).fillna(False).astype(bool)
     for r in table[table["suspect"]].itertuples(index=False):
-        extra.append(CheckRow(
-            host=r.host, device=str(r.slowest_device), device_name=r.device_name, probe="fleet",
-            check=f"fleet:{r.check}", value=r.ceiling, unit=r.unit, at=f"slowest of {r.devices} device(s)",
-            verdict=Verdict.FAIL,
-            reason=(f"suspect node: ceiling {r.ceiling:.4g} {r.unit} is {100 - r.pct_of_fleet_median:.1f}% below "
+        extra.append(
+            CheckRow(
+                host=r.host,
+                device=str(r.slowest_device),
+                device_name=r.device_name,
+                probe="fleet",
+                check=f"fleet:{r.check}",
+                value=r.ceiling,
+                unit=r.unit,
+                at=f"slowest of {r.devices} device(s)",
+                verdict=Verdict.FAIL,
+                reason=(
+                    f"suspect node: ceiling {r.ceiling:.4g} {r.unit} is {100 - r.pct_of_fleet_median:.1f}% below "
                     f"the fleet median {r.fleet_median:.4g} (robust z {r.robust_z:.1f}; margin "
-                    f"{100 * th.fleet_margin:.0f}%)")))
+                    f"{100 * th.fleet_margin:.0f}%)"
+                ),
+            )
+        )
     return table[list(FLEET_COLUMNS)], extra
 
 
@@ -69,9 +94,23 @@ def _spread_rows(measured, th: Thresholds) -> list[CheckRow]:
     slow = devices[(count > 1) & (devices["value"] < best * (1 - th.node_spread))]
     out = []
     for r, node_best in zip(slow.itertuples(index=False), best[slow.index]):
-        out.append(CheckRow(
-            host=r.host, device=r.device, device_type=r.device_type, device_name=r.device_name, spec=r.spec,
-            probe="fleet", check=f"spread:{r.check}", value=r.value, unit=r.unit, at=r.at, verdict=Verdict.WARN,
-            reason=(f"{100 * (1 - r.value / node_best):.1f}% below the best device of its node "
-                    f"({node_best:.4g} {r.unit}; allowed {100 * th.node_spread:.0f}%)")))
+        out.append(
+            CheckRow(
+                host=r.host,
+                device=r.device,
+                device_type=r.device_type,
+                device_name=r.device_name,
+                spec=r.spec,
+                probe="fleet",
+                check=f"spread:{r.check}",
+                value=r.value,
+                unit=r.unit,
+                at=r.at,
+                verdict=Verdict.WARN,
+                reason=(
+                    f"{100 * (1 - r.value / node_best):.1f}% below the best device of its node "
+                    f"({node_best:.4g} {r.unit}; allowed {100 * th.node_spread:.0f}%)"
+                ),
+            )
+        )
     return out

@@ -2,8 +2,10 @@
 
 Columns: `probe, run_id, time, host, rank, world_size, device_type, device_name, device_index,
 status, error, flags, file`, then every params key as `params.<key>` and every metrics key as
-`metrics.<key>` (the pandas `json_normalize` naming); the record format's required params/metrics
-columns are always there (empty when no record had them). `flags` is the record's flag words joined by
+`metrics.<key>` (the pandas `json_normalize` naming), and the `telemetry` object's figures flattened the
+same way (`telemetry.temp_c.max`, `telemetry.throttle.power`: `mlbench.telemetry.flat_columns`) when
+records carry it; the record format's required params/metrics columns are always there (empty when no
+record had them). `flags` is the record's flag words joined by
 commas ("" when none). Raw samples are not loaded (the records keep them). Unknown extra fields
 are ignored; a record of an unknown probe is kept. A CPU device without an index gets index 0.
 
@@ -30,6 +32,7 @@ from typing import Callable, Iterable, Optional
 from .. import SCHEMA
 from ..exitcodes import UsageError
 from ..records import REQUIRED_KEYS, iter_jsonl_paths, validate
+from ..telemetry.summary import flat_columns
 
 try:  # optional, several times faster on large fleets; the standard library otherwise
     import orjson as _orjson
@@ -41,10 +44,27 @@ except ImportError:  # pragma: no cover - depends on the environment
     _DecodeError = (json.JSONDecodeError, UnicodeDecodeError)
 
 _RAW = re.compile(rb',\s*"raw"\s*:\s*\{[^{}]*\}')
-BASE_COLUMNS = ("probe", "run_id", "time", "host", "rank", "world_size", "device_type", "device_name",
-                "device_index", "status", "error", "flags", "file")
-REQUIRED_COLUMNS = tuple(dict.fromkeys([f"params.{k}" for p, _ in REQUIRED_KEYS.values() for k in p]
-                                       + [f"metrics.{k}" for _, m in REQUIRED_KEYS.values() for k in m]))
+BASE_COLUMNS = (
+    "probe",
+    "run_id",
+    "time",
+    "host",
+    "rank",
+    "world_size",
+    "device_type",
+    "device_name",
+    "device_index",
+    "status",
+    "error",
+    "flags",
+    "file",
+)
+REQUIRED_COLUMNS = tuple(
+    dict.fromkeys(
+        [f"params.{k}" for p, _ in REQUIRED_KEYS.values() for k in p]
+        + [f"metrics.{k}" for _, m in REQUIRED_KEYS.values() for k in m]
+    )
+)
 
 
 def _stderr_warning(message: str) -> None:
@@ -69,9 +89,14 @@ _LAYOUT_PROBLEMS = ("missing key", "params lacks", "metrics lacks", "device must
 def _layout(record: dict) -> tuple:
     """What makes two records need the same key checks: probe, status and the keys present."""
     params, metrics, device = record.get("params"), record.get("metrics"), record.get("device")
-    return (record.get("probe"), record.get("status"), tuple(record),
-            tuple(device) if isinstance(device, dict) else None,
-            tuple(params) if isinstance(params, dict) else None, tuple(metrics) if isinstance(metrics, dict) else None)
+    return (
+        record.get("probe"),
+        record.get("status"),
+        tuple(record),
+        tuple(device) if isinstance(device, dict) else None,
+        tuple(params) if isinstance(params, dict) else None,
+        tuple(metrics) if isinstance(metrics, dict) else None,
+    )
 
 
 def split_valid(items: list) -> tuple[dict, list]:
@@ -92,9 +117,12 @@ def split_valid(items: list) -> tuple[dict, list]:
         if problem is _MISSING:
             found = [p for p in validate(record) if p.startswith(_LAYOUT_PROBLEMS) and "needs an error" not in p]
             problem = verdicts[layout] = found[0] if found else None
-        if problem is None and (record["schema"] != SCHEMA or type(record["rank"]) is not int
-                                or type(record["world_size"]) is not int
-                                or (layout[1] != "ok" and not record["error"])):
+        if problem is None and (
+            record["schema"] != SCHEMA
+            or type(record["rank"]) is not int
+            or type(record["world_size"]) is not int
+            or (layout[1] != "ok" and not record["error"])
+        ):
             problem = next(iter(validate(record)), None)
         if problem:
             bad.append((file, lineno, problem))
@@ -112,13 +140,19 @@ def _frame(groups: dict):
         records = [record for record, _ in group]
         devices = [record["device"] for record in records]
         columns = {
-            "probe": [r["probe"] for r in records], "run_id": [r["run_id"] for r in records],
-            "time": [r["time"] for r in records], "host": [str(r["host"]) for r in records],
-            "rank": [r["rank"] for r in records], "world_size": [r["world_size"] for r in records],
-            "device_type": [d["type"] for d in devices], "device_name": [d["name"] or d["type"] or "" for d in devices],
+            "probe": [r["probe"] for r in records],
+            "run_id": [r["run_id"] for r in records],
+            "time": [r["time"] for r in records],
+            "host": [str(r["host"]) for r in records],
+            "rank": [r["rank"] for r in records],
+            "world_size": [r["world_size"] for r in records],
+            "device_type": [d["type"] for d in devices],
+            "device_name": [d["name"] or d["type"] or "" for d in devices],
             "device_index": [_index(d["index"]) for d in devices],
-            "status": [r["status"] for r in records], "error": [r["error"] for r in records],
-            "flags": [_flags(r.get("flags")) for r in records], "file": [file for _, file in group],
+            "status": [r["status"] for r in records],
+            "error": [r["error"] for r in records],
+            "flags": [_flags(r.get("flags")) for r in records],
+            "file": [file for _, file in group],
         }
         for prefix, keys in (("params", params_keys), ("metrics", metrics_keys)):
             if keys:
@@ -126,6 +160,8 @@ def _frame(groups: dict):
                 for key, column in zip(keys, values):
                     if not isinstance(column[0], (dict, list)):  # nested values are not flattened
                         columns[f"{prefix}.{key}"] = column
+        if any("telemetry" in r for r in records):  # telemetry.<figure>.<stat>, telemetry.throttle.<cause>...
+            columns.update(flat_columns([r.get("telemetry") for r in records]))
         frames.append(pd.DataFrame(columns))
     if not frames:
         return pd.DataFrame(columns=list(BASE_COLUMNS))
@@ -164,8 +200,10 @@ def read_records(path: Path) -> tuple[list, list]:
                 bad_json.append(lineno)
     if not bad_json:
         return items, []
-    return items, [f"{path}: {len(bad_json)} unreadable line(s) skipped (not JSON: truncated or corrupted), "
-                   f"first at line {bad_json[0]}; {len(items)} line(s) read"]
+    return items, [
+        f"{path}: {len(bad_json)} unreadable line(s) skipped (not JSON: truncated or corrupted), "
+        f"first at line {bad_json[0]}; {len(items)} line(s) read"
+    ]
 
 
 def _read_frame(paths: list) -> tuple:

@@ -7,6 +7,9 @@
   left, host and peer links (bytes once) on the right.
 - collectives.png: busbw against payload (log-2 axis) per op.
 - diskio.png: GB/s bars per mode (direct / buffered) with the p99 latency on a second axis.
+- fabric.png: the pair heatmap (node x node busbw) and busbw against payload per fabric view
+  (`fabric_view.plot`).
+- telemetry.png: SM clock, power and temperature per measurement over the run (`report.telemetry`).
 With many devices or nodes each line is the median across them and the band their min..max.
 """
 
@@ -57,9 +60,15 @@ def _mamf_reference_lines(ax, checks) -> None:
                 continue
             seen.add(key)
             ax.axhline(float(value), linestyle=style, linewidth=1, color="grey")
-            ax.annotate(f"{r.spec} {dtype} {what} {float(value):g}", (0, float(value)),
-                        xycoords=("axes fraction", "data"), xytext=(4, 3), textcoords="offset points", fontsize=7,
-                        color="grey")
+            ax.annotate(
+                f"{r.spec} {dtype} {what} {float(value):g}",
+                (0, float(value)),
+                xycoords=("axes fraction", "data"),
+                xytext=(4, 3),
+                textcoords="offset points",
+                fontsize=7,
+                color="grey",
+            )
 
 
 def plot_mamf(ok, out: Path, plt, checks=None) -> Path:
@@ -101,8 +110,9 @@ def plot_membw(ok, out: Path, plt) -> Path:
     if (~local).any():
         links = ok[~local]
         copied = links["metrics.gbps_copied"] if "metrics.gbps_copied" in links else links["metrics.gbps"]
-        panels.append((links.assign(value=copied.fillna(links["metrics.gbps"])), "value",
-                       "host / peer links: GB/s (bytes once)"))
+        panels.append(
+            (links.assign(value=copied.fillna(links["metrics.gbps"])), "value", "host / peer links: GB/s (bytes once)")
+        )
     fig, axes = plt.subplots(1, len(panels), figsize=(6 * len(panels), 5), squeeze=False)
     for ax, (part, column, title) in zip(axes[0], panels):
         _lines(ax, part, "params.bytes", column, "params.op", ["host", "device_index"])
@@ -148,10 +158,26 @@ def _save(fig, path: Path, plt) -> Path:
     return path
 
 
-PLOTTERS = {"mamf": plot_mamf, "membw": plot_membw, "collectives": plot_collectives, "diskio": plot_diskio}
-NEEDED = {"mamf": ("params.m", "params.n", "params.k", "metrics.tflops"), "membw": ("params.bytes", "metrics.gbps"),
-          "collectives": ("params.bytes", "metrics.busbw_gbps"),
-          "diskio": ("metrics.gbps", "metrics.lat_us_p99", "params.direct")}
+def plot_fabric(ok, out: Path, plt, checks=None) -> Path:
+    from .fabric_view import plot
+
+    return plot(ok, out, plt, checks)
+
+
+PLOTTERS = {
+    "mamf": plot_mamf,
+    "membw": plot_membw,
+    "collectives": plot_collectives,
+    "diskio": plot_diskio,
+    "fabric": plot_fabric,
+}
+NEEDED = {
+    "mamf": ("params.m", "params.n", "params.k", "metrics.tflops"),
+    "membw": ("params.bytes", "metrics.gbps"),
+    "collectives": ("params.bytes", "metrics.busbw_gbps"),
+    "diskio": ("metrics.gbps", "metrics.lat_us_p99", "params.direct"),
+    "fabric": ("params.view", "metrics.busbw_gbps"),
+}
 
 
 def write_plots(frame, out_dir: Path, checks=None) -> list[Path]:
@@ -163,6 +189,8 @@ def write_plots(frame, out_dir: Path, checks=None) -> list[Path]:
         ok = frame[(frame["probe"] == probe) & (frame["status"] == "ok")]
         if ok.empty or not all(c in ok for c in NEEDED[probe]):
             continue
-        extra = {"checks": checks} if probe == "mamf" else {}
+        extra = {"checks": checks} if probe in ("mamf", "fabric") else {}
         written.append(plotter(ok.dropna(subset=list(NEEDED[probe])[:2]), out_dir, plt, **extra))
-    return written
+    from .telemetry import plot_telemetry
+
+    return written + plot_telemetry(frame, out_dir, plt, MAX_LINES)

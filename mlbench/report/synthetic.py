@@ -47,10 +47,20 @@ def host_name(i: int) -> str:
 
 
 def _record(spec: FleetSpec, probe, host, index, params, metrics, rank=0, world_size=1, raw=None, flags=()):
-    record = {"schema": SCHEMA, "probe": probe, "run_id": spec.run_id, "time": "2026-11-26T18:00:00Z", "host": host,
-              "rank": rank, "world_size": world_size,
-              "device": {"type": "cuda", "name": spec.device_name, "index": index},
-              "params": params, "metrics": metrics, "status": "ok", "error": None}
+    record = {
+        "schema": SCHEMA,
+        "probe": probe,
+        "run_id": spec.run_id,
+        "time": "2026-11-26T18:00:00Z",
+        "host": host,
+        "rank": rank,
+        "world_size": world_size,
+        "device": {"type": "cuda", "name": spec.device_name, "index": index},
+        "params": params,
+        "metrics": metrics,
+        "status": "ok",
+        "error": None,
+    }
     if flags:
         record["flags"] = list(flags)
     if raw:
@@ -68,10 +78,22 @@ def mamf_records(spec, rng, host, index, scale):
         tflops = device_peak * (0.86 + 0.14 * shape_i / (len(MAMF_SHAPES) - 1))
         time_ms = 2 * m * n * k / (tflops * 1e12) * 1e3
         raw = _samples(rng, time_ms, spec.raw_samples)
-        metrics = {"tflops": tflops, "tflops_mean": tflops * 0.995, "tflops_max": tflops * 1.01, "time_ms": time_ms,
-                   "cv": 0.004}
-        yield _record(spec, "mamf", host, index, {"m": m, "n": n, "k": k, "dtype": "bf16", "mode": "sweep"}, metrics,
-                      raw={"time_ms": raw})
+        metrics = {
+            "tflops": tflops,
+            "tflops_mean": tflops * 0.995,
+            "tflops_max": tflops * 1.01,
+            "time_ms": time_ms,
+            "cv": 0.004,
+        }
+        yield _record(
+            spec,
+            "mamf",
+            host,
+            index,
+            {"m": m, "n": n, "k": k, "dtype": "bf16", "mode": "sweep"},
+            metrics,
+            raw={"time_ms": raw},
+        )
 
 
 def membw_records(spec, rng, host, index, scale):
@@ -80,8 +102,15 @@ def membw_records(spec, rng, host, index, scale):
         for size in MEMBW_SIZES:
             gbps = top * scale * size / (size + (1 << 22)) * (1 + rng.uniform(-0.01, 0.01))
             metrics = {"gbps": gbps, "gbps_copied": gbps / 2 if op == "copy" else gbps, "time_ms": size / gbps / 1e6}
-            yield _record(spec, "membw", host, index, {"op": op, "bytes": size}, metrics,
-                          raw={"time_ms": _samples(rng, metrics["time_ms"], spec.raw_samples)})
+            yield _record(
+                spec,
+                "membw",
+                host,
+                index,
+                {"op": op, "bytes": size},
+                metrics,
+                raw={"time_ms": _samples(rng, metrics["time_ms"], spec.raw_samples)},
+            )
 
 
 def collective_records(spec, rng, host, scale):
@@ -92,9 +121,18 @@ def collective_records(spec, rng, host, scale):
             factor = COLLECTIVE_SPECS[op].busbw_factor(world)  # nccl-tests' busbw / algbw at this world size
             busbw, algbw = (shaped, shaped / factor) if factor else (0.0, shaped)  # one rank: no bus traffic
             time_us = size / (algbw * 1e3)
-            params = {"op": op, "bytes": size, "count": size // 4, "dtype": "float32", "world_size": world,
-                      "backend": "nccl", "in_place": False, "mode": "throughput", "nnodes": 1,
-                      "local_world_size": world}
+            params = {
+                "op": op,
+                "bytes": size,
+                "count": size // 4,
+                "dtype": "float32",
+                "world_size": world,
+                "backend": "nccl",
+                "in_place": False,
+                "mode": "throughput",
+                "nnodes": 1,
+                "local_world_size": world,
+            }
             metrics = {"time_us": time_us, "algbw_gbps": algbw, "busbw_gbps": busbw, "errors": 0}
             yield _record(spec, "collectives", host, 0, params, metrics, world_size=world)
 
@@ -107,8 +145,13 @@ def diskio_records(spec, rng, host, scale):
                 nominal = 1.8 if block > 4096 else (0.24 if seq else 0.12 * jobs)
                 gbps = scale * nominal * (1 + rng.uniform(-0.02, 0.02))
                 params = {"mode": mode, "block_size": block, "jobs": jobs, "direct": True, "file_size": 1 << 30}
-                metrics = {"gbps": gbps, "iops": gbps * 1e9 / block, "lat_us_p50": block / gbps / 1e3 * jobs,
-                           "lat_us_p99": block / gbps / 1e3 * jobs * 3, "lat_us_p999": block / gbps / 1e3 * jobs * 8}
+                metrics = {
+                    "gbps": gbps,
+                    "iops": gbps * 1e9 / block,
+                    "lat_us_p50": block / gbps / 1e3 * jobs,
+                    "lat_us_p99": block / gbps / 1e3 * jobs * 3,
+                    "lat_us_p999": block / gbps / 1e3 * jobs * 8,
+                }
                 record = _record(spec, "diskio", host, 0, params, metrics)
                 record["device"] = {"type": "storage", "name": "/mnt/nvme", "index": 0}
                 yield record

@@ -1,4 +1,4 @@
-"""Verdict rules: PASS / WARN / FAIL / INCOMPLETE (and INFO), each with its reason in words. Pure Python.
+"""Verdict rules: PASS / WARN / FAIL / INCOMPLETE, INFO and N/A, each with its reason in words. Pure Python.
 
 Efficiency checks compare a measured figure with the advertised spec, relative to what a healthy
 part normally reaches (the registry's expected efficiency: MAMF on an H100 is ~80% of the dense
@@ -12,17 +12,27 @@ peak, so 80% is "below spec but normal", not a failure):
                 or spec), except where the metric may exceed line rate (busbw with NVLS/SHARP)
 
 An absolute floor (`minimum`, in the check's unit, e.g. busbw.all_reduce >= 460 GB/s) fails a check
-below it, spec or not. Without a spec: a CPU (or any non-accelerator device) gives PASS
-"informational"; an accelerator the registry does not know gives WARN (add its row with --specs).
-INCOMPLETE: the probe did not run, or only skipped or errored, for that device (a check only
-skipped on a cpu, such as h2d, is "not applicable": PASS). Wrong results (collective #wrong
-elements, a failed matmul check) FAIL. A judged check whose best record carries the flag `noisy` or
-`above_spec_peak` is at most WARN. Fleet rules (`fleet`): a suspect node FAILs, a device far below
-the best of its node WARNs.
+below it and passes one that meets it, spec or not.
 
-INFO is a figure reported without a judgement; no check gives it yet.
+INFO: a figure with nothing to judge it against, reported without a judgement: every figure of a CPU
+(or any non-accelerator device), a part the registry knows without a figure for that check, a
+collective of one rank or across nodes, storage without a floor. An accelerator the registry does
+not know gives WARN instead (add its row with --specs). A floor that is met turns INFO into PASS.
 
-Exit code: 1 when any verdict is FAIL, or INCOMPLETE under `strict`; 0 otherwise (WARN, INFO and
+N/A: a check that could not be measured on this device by design (only skipped records, such as
+h2d/d2h on a CPU or p2p with one GPU): not a verdict. It is left out of the counts and of summary.csv
+and listed with its reason under "Not measured".
+
+INCOMPLETE: the probe did not run, or only skipped or errored, for that device where it should have
+measured. Wrong results (collective #wrong elements, a failed matmul check) FAIL. A judged check whose
+best record carries the flag `noisy`, `above_spec_peak` or `throttled` (measured while power, thermal or
+hardware slowdown held more than 5% of its span; the reason names the cause and the temperature) is at
+most WARN. Fleet rules (`fleet`): a suspect node FAILs, a device far below the best of its node WARNs.
+
+The overall verdict (`overall`): FAIL, else INCOMPLETE, else WARN when present; else PASS when anything
+was judged; else INFO (nothing was judged).
+
+Exit code: 1 when any verdict is FAIL, or INCOMPLETE under `strict`; 0 otherwise (WARN, INFO, N/A and
 INCOMPLETE are listed, not fatal, by default).
 """
 
@@ -44,6 +54,7 @@ class Verdict(StrEnum):
     WARN = "WARN"
     INFO = "INFO"
     PASS = "PASS"
+    NA = "N/A"
 
     @property
     def severity(self) -> int:
@@ -52,8 +63,13 @@ class Verdict(StrEnum):
 
     @property
     def needs_attention(self) -> bool:
-        """Listed among the verdicts needing attention (all but PASS and INFO)."""
-        return self not in (Verdict.PASS, Verdict.INFO)
+        """Listed among the verdicts needing attention (all but PASS, INFO and N/A)."""
+        return self not in (Verdict.PASS, Verdict.INFO, Verdict.NA)
+
+    @property
+    def judged(self) -> bool:
+        """A judgement was made (FAIL, INCOMPLETE, WARN, PASS); INFO and N/A are not judgements."""
+        return self not in (Verdict.INFO, Verdict.NA)
 
 
 SEVERITY = {verdict: rank for rank, verdict in enumerate(Verdict)}  # keys compare equal to the plain names too
@@ -87,8 +103,10 @@ class Thresholds:
                 raise UsageError(f"thresholds: {name} must be a fraction in [0, 1), got {getattr(self, name)}")
         for check, value in self.minimum.items():
             if not (check in ("hbm", "h2d", "d2h", "p2p") or check.startswith(("mamf.", "busbw.", "storage."))):
-                raise UsageError(f"--min {check}: not a check name (mamf.<dtype>, hbm, h2d, d2h, p2p, busbw.<op>, "
-                                 "storage.<mode>[.buffered])")
+                raise UsageError(
+                    f"--min {check}: not a check name (mamf.<dtype>, hbm, h2d, d2h, p2p, busbw.<op>, "
+                    "storage.<mode>[.buffered])"
+                )
             if not isinstance(value, (int, float)):
                 raise UsageError(f"--min {check}={value!r}: needs a number in the check's unit")
         for family, value in self.expect.items():
@@ -102,8 +120,9 @@ class Thresholds:
         known = {f.name for f in fields(cls)}
         unknown = set(data) - known
         if unknown:
-            raise UsageError(f"{origin}: unknown key(s) {', '.join(sorted(unknown))}; "
-                             f"known: {', '.join(sorted(known))}")
+            raise UsageError(
+                f"{origin}: unknown key(s) {', '.join(sorted(unknown))}; known: {', '.join(sorted(known))}"
+            )
         values = dict(data)
         if "require" in values:
             values["require"] = tuple(values["require"])
@@ -126,8 +145,9 @@ def pct(value: Optional[float], of: Optional[float]) -> Optional[float]:
     return 100.0 * value / of
 
 
-def judge_efficiency(value: float, spec_value: float, expected_eff: float, th: Thresholds,
-                     unit: str, above_line_rate_ok: bool = False) -> tuple[Verdict, str]:
+def judge_efficiency(
+    value: float, spec_value: float, expected_eff: float, th: Thresholds, unit: str, above_line_rate_ok: bool = False
+) -> tuple[Verdict, str]:
     """Verdict and reason of a measured figure against its advertised spec (see the module docstring)."""
     eff = value / spec_value
     ratio = eff / expected_eff
@@ -145,25 +165,38 @@ def judge_efficiency(value: float, spec_value: float, expected_eff: float, th: T
 
 
 def judge_without_spec(device_type: str, device_name: str) -> tuple[Verdict, str]:
+    """INFO on a host device (nothing to judge against); WARN for an accelerator missing from the registry."""
     if device_type in HOST_DEVICE_TYPES:
-        return Verdict.PASS, f"informational: measured on {device_type}, no advertised spec to compare with"
+        return Verdict.INFO, f"informational: measured on {device_type}, no advertised spec to compare with"
     return Verdict.WARN, f"no advertised spec for {device_name!r}: add its row with --specs to get an efficiency"
 
 
-def judge_minimum(verdict: Verdict, reason: str, check: str, value: float, unit: str,
-                  th: Thresholds) -> tuple[Verdict, str]:
-    """Apply an absolute floor for `check` (if one is set) on top of a verdict."""
+def judge_minimum(
+    verdict: Verdict, reason: str, check: str, value: float, unit: str, th: Thresholds
+) -> tuple[Verdict, str]:
+    """Apply an absolute floor for `check` (if one is set) on top of a verdict: below it FAIL; met, an INFO
+    becomes PASS (the floor is something to judge against) and other verdicts stay."""
     floor = th.minimum.get(check)
     if floor is None:
         return verdict, reason
     if value < floor:
         return Verdict.FAIL, f"{value:.4g} {unit} is below the required {floor:g} {unit}; {reason}"
-    return verdict, f"{reason}; meets the required {floor:g} {unit}"
+    return (Verdict.PASS if verdict == Verdict.INFO else verdict), f"{reason}; meets the required {floor:g} {unit}"
 
 
 def worst(verdicts) -> Verdict:
     """The most severe verdict of a collection (Verdict.PASS for none)."""
     return Verdict(min(verdicts, key=SEVERITY.__getitem__, default=Verdict.PASS))
+
+
+OVERALL_ORDER = (Verdict.FAIL, Verdict.INCOMPLETE, Verdict.WARN, Verdict.PASS, Verdict.INFO)
+
+
+def overall(verdicts) -> Verdict:
+    """The verdict of a collection: the first of FAIL, INCOMPLETE, WARN, PASS, INFO present (judged verdicts
+    before INFO: a PASS beside informational figures is a PASS); N/A when there is nothing else."""
+    present = set(verdicts)
+    return next((v for v in OVERALL_ORDER if v in present), Verdict.NA)
 
 
 def exit_code(verdicts, strict: bool = False) -> int:

@@ -20,8 +20,11 @@ from .rows import CheckRow, Subject, as_number
 
 KEYS = ["host", "device_index", "device_type", "device_name", "family"]
 # family -> (the registry column it is judged against, the expected-efficiency family)
-SPEC_COLUMNS = {Family.H2D: ("host_link_gbps", "h2d"), Family.D2H: ("host_link_gbps", "h2d"),
-                Family.P2P: ("link_gbps", "p2p")}
+SPEC_COLUMNS = {
+    Family.H2D: ("host_link_gbps", "h2d"),
+    Family.D2H: ("host_link_gbps", "h2d"),
+    Family.P2P: ("link_gbps", "p2p"),
+}
 FAMILY_VALUES = [family.value for family in Family]
 
 
@@ -85,7 +88,7 @@ def membw_checks(frame, ctx: Context) -> list[CheckRow]:
     d["value"] = d["metrics.gbps"] if copied is None else copied.where(link & copied.notna(), d["metrics.gbps"])
     ok = large_buffers_only(d[(d["status"] == "ok") & d["value"].notna()], KEYS)
     best = ok.loc[ok.groupby(KEYS, sort=False)["value"].idxmax()] if len(ok) else ok
-    columns = KEYS + ["value", "params.op", "params.bytes", "flags"]
+    columns = KEYS + ["value", "params.op", "params.bytes", "flags", "throttle"]
     best_by_key = {tuple(r[:5]): r[5:] for r in best[columns].itertuples(index=False, name=None)}
     reasons = no_ok_reasons(d, KEYS)
     rows = []
@@ -96,7 +99,9 @@ def membw_checks(frame, ctx: Context) -> list[CheckRow]:
         if found is None:
             rows.append(incomplete_check(subject, "membw", family, **reasons.get(key, NO_RECORD)))
             continue
-        value, op, size, flags = found
-        figure = Figure(float(value), "GB/s", f"{op} {format_bytes(size) if as_number(size) else size}", flags)
+        value, op, size, flags, throttle = found
+        figure = Figure(
+            float(value), "GB/s", f"{op} {format_bytes(size) if as_number(size) else size}", flags, throttle
+        )
         rows.append(spec_check(ctx, subject, "membw", family, figure, target(ctx.spec(name), family)))
     return rows

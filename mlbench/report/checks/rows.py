@@ -61,8 +61,9 @@ class Subject:
 
     def row(self, **columns) -> CheckRow:
         """A CheckRow of this subject with the other columns given."""
-        return CheckRow(host=self.host, device=self.device, device_type=self.device_type,
-                        device_name=self.device_name, **columns)
+        return CheckRow(
+            host=self.host, device=self.device, device_type=self.device_type, device_name=self.device_name, **columns
+        )
 
 
 def rows_frame(rows: list):

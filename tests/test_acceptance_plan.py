@@ -107,7 +107,7 @@ def test_bad_profile():
 
 def test_a_sequential_step_runs_each_process_and_collects_their_codes(tmp_path):
     from mlbench.acceptance.plan import Process, Step
-    from mlbench.acceptance.runner import FAILED, run_step
+    from mlbench.acceptance.runner import StepState, run_step
 
     step = Step(
         "links",
@@ -123,7 +123,7 @@ def test_a_sequential_step_runs_each_process_and_collects_their_codes(tmp_path):
     )
     plan = AcceptancePlan("quick", (step,), CPU, str(tmp_path), "r")
     outcome = run_step(step, plan, tmp_path)
-    assert outcome.exit_codes == [0, 2] and outcome.status == FAILED
+    assert outcome.exit_codes == [0, 2] and outcome.status == StepState.FAILED
     assert (tmp_path / "a.jsonl").exists() and not (tmp_path / "b.jsonl").exists()
     assert outcome.logs == ["logs/links-0.log", "logs/links-1.log"]
     assert "--io-dir" in (tmp_path / "logs" / "links-1.log").read_text()

@@ -595,7 +595,9 @@ def test_signal_keeps_records_cleans_up_and_exits_3(iodir, tmp_path, signum):
     while time.monotonic() < deadline and not (out.exists() and out.read_text().count("\n") >= 1):
         time.sleep(0.05)
     assert leftovers(iodir), "the run should be inside its workspace"
-    time.sleep(0.3)  # now inside the second test
+    children = f"/proc/{proc.pid}/task/{proc.pid}/children"
+    while time.monotonic() < deadline and not open(children).read().strip():  # a job process: inside a test
+        time.sleep(0.01)
     proc.send_signal(signum)
     _, stderr = proc.communicate(timeout=60)
     assert proc.returncode == 3, stderr

@@ -155,8 +155,7 @@ def _layout(device: str, coordinator):
 def _run(the_plan, run_dir: Path, coordinator, specs_files, thresholds, resumed: bool) -> int:
     from ..provenance import write_env_json
     from .plan import describe
-    from .runner import DONE, execute
-    from .runner import FAILED as STEP_FAILED
+    from .runner import StepState, execute
 
     node_dir = the_plan.node_dir(run_dir)
     node_dir.mkdir(parents=True, exist_ok=True)
@@ -191,7 +190,7 @@ def _run(the_plan, run_dir: Path, coordinator, specs_files, thresholds, resumed:
         else:
             extra = (
                 ""
-                if outcome.status == DONE
+                if outcome.status == StepState.DONE
                 else f" (exit {','.join(map(str, outcome.exit_codes))}; see {run_dir / outcome.logs[0]})"
             )
             click.echo(f"{head}: {outcome.status} in {_fmt_s(outcome.seconds)}{extra}", err=True)
@@ -209,7 +208,7 @@ def _run(the_plan, run_dir: Path, coordinator, specs_files, thresholds, resumed:
         if coordinator.rank != 0:
             coordinator.close()
             return OK
-    failed_steps = [o.name for o in outcome.steps if o.status == STEP_FAILED]
+    failed_steps = [o.name for o in outcome.steps if o.status == StepState.FAILED]
     code = _report(run_dir, specs_files, thresholds)
     if failed_steps:
         click.echo(f"probe(s) that failed: {', '.join(failed_steps)} (logs in {node_dir / 'logs'})", err=True)

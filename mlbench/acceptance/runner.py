@@ -21,6 +21,7 @@ import subprocess
 import sys
 import time
 from dataclasses import dataclass, field
+from enum import Enum
 from pathlib import Path
 from typing import Callable, Optional
 
@@ -28,13 +29,25 @@ from ..records import write_json
 from .plan import AcceptancePlan, Step
 
 PACKAGE_PARENT = str(Path(__file__).resolve().parents[2])
-DONE, FAILED, INCOMPLETE, PENDING = "done", "failed", "incomplete", "pending"
+
+
+class StepState(str, Enum):
+    """Where a step of the run stands (`state.json`): not the probes' record statuses, nor the report's
+    verdicts, nor exit codes."""
+
+    PENDING = "pending"
+    DONE = "done"
+    FAILED = "failed"  # its processes ran and one exited non-zero: not re-run on --resume
+    INCOMPLETE = "incomplete"  # interrupted: re-run on --resume, its partial records set aside
+
+    def __str__(self) -> str:
+        return self.value
 
 
 @dataclass
 class StepOutcome:
     name: str
-    status: str
+    status: StepState
     exit_codes: list = field(default_factory=list)
     seconds: float = 0.0
     logs: list = field(default_factory=list)
@@ -45,7 +58,7 @@ class RunState:
 
     def __init__(self, run_dir: Path, plan: AcceptancePlan):
         self.path = Path(run_dir) / "state.json"
-        self.steps = {step.name: {"status": PENDING} for step in plan.steps}
+        self.steps = {step.name: {"status": StepState.PENDING} for step in plan.steps}
         if self.path.exists():
             try:
                 saved = json.loads(self.path.read_text()).get("steps", {})
@@ -56,7 +69,7 @@ class RunState:
                 pass
 
     def status(self, name: str) -> str:
-        return self.steps.get(name, {}).get("status", PENDING)
+        return StepState(self.steps.get(name, {}).get("status", StepState.PENDING))
 
     def set(self, outcome: StepOutcome) -> None:
         self.steps[outcome.name] = {
@@ -161,11 +174,11 @@ def run_step(step: Step, plan: AcceptancePlan, run_dir: Path, grace_s: float = 8
         for handle in files:
             handle.close()
     if interrupted or any(code == 3 or code < 0 for code in codes):
-        status = INCOMPLETE
+        status = StepState.INCOMPLETE
     elif all(code == 0 for code in codes):
-        status = DONE
+        status = StepState.DONE
     else:
-        status = FAILED
+        status = StepState.FAILED
     outcome = StepOutcome(step.name, status, codes, time.monotonic() - started, logs)
     if interrupted:
         raise StepInterrupted(outcome)
@@ -213,7 +226,7 @@ def execute(
             "left_s": remaining,
             "elapsed_s": time.monotonic() - started,
         }
-        if state.status(step.name) in (DONE, FAILED):
+        if state.status(step.name) in (StepState.DONE, StepState.FAILED):
             on_event("skip", step, None, info)
             remaining -= step.estimate_s
             continue

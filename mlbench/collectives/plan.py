@@ -32,6 +32,7 @@ from __future__ import annotations
 
 import math
 from dataclasses import dataclass
+from enum import Enum
 from typing import Optional
 
 from ..exitcodes import UsageError
@@ -40,20 +41,45 @@ from ..sizes import SizeError, format_bytes, parse_sizes
 
 ALIGN_BYTES = 16  # nccl-tests rounds per-rank counts of split ops down to 16 bytes
 
-# busbw factor formulas, by the name the op table uses (n = number of ranks)
-FACTORS = {
-    "2(n-1)/n": lambda n: 2.0 * (n - 1) / n,
-    "(n-1)/n": lambda n: (n - 1) / n,
-    "2(n-1)/(n+1)": lambda n: 2.0 * (n - 1) / (n + 1),
-    "1": lambda n: 1.0,
-}
+
+class Factor(str, Enum):
+    """A busbw factor (n = number of ranks), named by its formula as nccl-tests' PERFORMANCE notes write it."""
+
+    RING_REDUCE = "2(n-1)/n"  # all_reduce
+    RING_SPLIT = "(n-1)/n"  # all_gather, reduce_scatter, all_to_all
+    IN_SWITCH = "2(n-1)/(n+1)"  # all_reduce's ring traffic over the traffic when a switch sums (NVLS, SHARP)
+    ONE = "1"
+
+    def __call__(self, n: int) -> float:
+        if self is Factor.RING_REDUCE:
+            return 2.0 * (n - 1) / n
+        if self is Factor.RING_SPLIT:
+            return (n - 1) / n
+        if self is Factor.IN_SWITCH:
+            return 2.0 * (n - 1) / (n + 1)
+        return 1.0
+
+
+class PerCount(str, Enum):
+    """How many times `count` elements a buffer (or S) holds: once, or once per rank."""
+
+    ONE = "1"
+    RANKS = "n"
+
+    def times(self, world_size: int) -> int:
+        return world_size if self is PerCount.RANKS else 1
+
+
+class Placement(str, Enum):
+    OUT_OF_PLACE = "out_of_place"
+    IN_PLACE = "in_place"
 
 
 @dataclass(frozen=True)
 class OpSpec:
     """One collective: how nccl-tests counts its bytes, and which torch placements exist.
 
-    `send_per_count`, `recv_per_count`, `s_per_count` are "1" or "n": how many times `count`
+    `send_per_count`, `recv_per_count`, `s_per_count` (`PerCount`): how many times `count`
     elements each buffer / S holds. `placements` lists what torch.distributed can express:
     torch's all_reduce and broadcast work on one tensor (in place only); all_to_all and
     send/recv have no in-place form.
@@ -61,29 +87,28 @@ class OpSpec:
 
     name: str
     split: bool
-    send_per_count: str
-    recv_per_count: str
-    s_per_count: str
-    factor: str
-    placements: tuple
+    send_per_count: PerCount
+    recv_per_count: PerCount
+    s_per_count: PerCount
+    factor: Factor
+    placements: tuple  # of Placement
     reduces: bool  # a sum: repeated in place, values grow n-fold per call
-    in_switch_gain: str = "1"  # ring traffic / traffic when a switch sums (NVLS, SHARP): busbw's headroom
+    in_switch_gain: Factor = Factor.ONE  # ring traffic / traffic when a switch sums (NVLS, SHARP): busbw's headroom
 
     def counts(self, size_bytes: int, element_bytes: int, world_size: int) -> "Counts":
         count = size_bytes // element_bytes
         if self.split:
             align = max(1, ALIGN_BYTES // element_bytes)
             count = (count // world_size) // align * align
-        times = {"1": 1, "n": world_size}
         return Counts(
             count=count,
-            send_count=count * times[self.send_per_count],
-            recv_count=count * times[self.recv_per_count],
-            s_bytes=count * times[self.s_per_count] * element_bytes,
+            send_count=count * self.send_per_count.times(world_size),
+            recv_count=count * self.recv_per_count.times(world_size),
+            s_bytes=count * self.s_per_count.times(world_size) * element_bytes,
         )
 
     def busbw_factor(self, world_size: int) -> float:
-        return 0.0 if world_size <= 1 else FACTORS[self.factor](world_size)
+        return 0.0 if world_size <= 1 else self.factor(world_size)
 
 
 @dataclass(frozen=True)
@@ -94,17 +119,20 @@ class Counts:
     s_bytes: int  # S: nccl-tests' size column, the bytes algbw divides by time
 
 
-OOP, IP = "out_of_place", "in_place"
+OOP, IP = Placement.OUT_OF_PLACE, Placement.IN_PLACE
+ONE, N = PerCount.ONE, PerCount.RANKS
 OPS = {
     op.name: op
     for op in (
         # NVLS all_reduce: each rank sends S + S/n and receives S/n + S, the ring 2(n-1)/n S each way
-        OpSpec("all_reduce", False, "1", "1", "1", "2(n-1)/n", (IP,), reduces=True, in_switch_gain="2(n-1)/(n+1)"),
-        OpSpec("all_gather", True, "1", "n", "n", "(n-1)/n", (OOP, IP), reduces=False),
-        OpSpec("reduce_scatter", True, "n", "1", "n", "(n-1)/n", (OOP, IP), reduces=True),
-        OpSpec("all_to_all", True, "n", "n", "n", "(n-1)/n", (OOP,), reduces=False),
-        OpSpec("broadcast", False, "1", "1", "1", "1", (IP,), reduces=False),
-        OpSpec("sendrecv", False, "1", "1", "1", "1", (OOP,), reduces=False),
+        OpSpec(
+            "all_reduce", False, ONE, ONE, ONE, Factor.RING_REDUCE, (IP,), reduces=True, in_switch_gain=Factor.IN_SWITCH
+        ),
+        OpSpec("all_gather", True, ONE, N, N, Factor.RING_SPLIT, (OOP, IP), reduces=False),
+        OpSpec("reduce_scatter", True, N, ONE, N, Factor.RING_SPLIT, (OOP, IP), reduces=True),
+        OpSpec("all_to_all", True, N, N, N, Factor.RING_SPLIT, (OOP,), reduces=False),
+        OpSpec("broadcast", False, ONE, ONE, ONE, Factor.ONE, (IP,), reduces=False),
+        OpSpec("sendrecv", False, ONE, ONE, ONE, Factor.ONE, (OOP,), reduces=False),
     )
 }
 DEFAULT_OPS = ("all_reduce", "all_gather")
@@ -124,7 +152,7 @@ def busbw_ceiling_gbps(op_name: str, world_size: int, link_gbps: float) -> float
     """The most busbw one node's links can show for an op: the link rate, times what a switch that
     sums in the network saves (all_reduce: 2(n-1)/(n+1), 1.56 on 8 ranks; other ops: nothing)."""
     op = OPS.get(op_name)
-    gain = FACTORS[op.in_switch_gain](world_size) if op is not None and world_size > 1 else 1.0
+    gain = op.in_switch_gain(world_size) if op is not None and world_size > 1 else 1.0
     return link_gbps * max(1.0, gain)
 
 

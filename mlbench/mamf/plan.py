@@ -16,11 +16,20 @@ from __future__ import annotations
 import dataclasses
 import math
 from dataclasses import dataclass, field
+from enum import Enum
 from typing import Callable, Iterator, Optional, Sequence
 
 from ..exitcodes import UsageError
 from ..options import ProbeOptions, option
 from ..sizes import SizeError, parse_size, parse_sizes
+
+
+class Kernel(str, Enum):
+    """Which torch call measures a dtype."""
+
+    MM = "mm"  # torch.mm(a, b, out=c)
+    SCALED_MM = "scaled_mm"  # torch._scaled_mm (fp8, with scales)
+    INT_MM = "int_mm"  # torch._int_mm (int8 in, int32 out)
 
 
 @dataclass(frozen=True)
@@ -29,7 +38,7 @@ class DType:
 
     name: str
     torch_name: str  # operand dtype (fp8 picks e4m3fnuz on AMD MI300 at run time)
-    kernel: str  # "mm" (torch.mm out=), "scaled_mm" (torch._scaled_mm), "int_mm" (torch._int_mm)
+    kernel: Kernel
     allow_tf32: bool = False
     check_tolerance: float = 0.0  # max |C - ref| / rms(ref) on the spot-check block
     aliases: tuple = ()
@@ -38,12 +47,18 @@ class DType:
 DTYPES = {
     d.name: d
     for d in (
-        DType("bf16", "bfloat16", "mm", check_tolerance=5e-2, aliases=("bfloat16",)),
-        DType("fp16", "float16", "mm", check_tolerance=1e-2, aliases=("float16", "half")),
-        DType("tf32", "float32", "mm", allow_tf32=True, check_tolerance=1e-2, aliases=("tensorfloat32",)),
-        DType("fp32", "float32", "mm", check_tolerance=1e-3, aliases=("float32", "float")),
-        DType("fp8", "float8_e4m3fn", "scaled_mm", check_tolerance=5e-2, aliases=("float8_e4m3fn", "e4m3", "fp8_e4m3")),
-        DType("int8", "int8", "int_mm", check_tolerance=0.0, aliases=()),
+        DType("bf16", "bfloat16", Kernel.MM, check_tolerance=5e-2, aliases=("bfloat16",)),
+        DType("fp16", "float16", Kernel.MM, check_tolerance=1e-2, aliases=("float16", "half")),
+        DType("tf32", "float32", Kernel.MM, allow_tf32=True, check_tolerance=1e-2, aliases=("tensorfloat32",)),
+        DType("fp32", "float32", Kernel.MM, check_tolerance=1e-3, aliases=("float32", "float")),
+        DType(
+            "fp8",
+            "float8_e4m3fn",
+            Kernel.SCALED_MM,
+            check_tolerance=5e-2,
+            aliases=("float8_e4m3fn", "e4m3", "fp8_e4m3"),
+        ),
+        DType("int8", "int8", Kernel.INT_MM, check_tolerance=0.0, aliases=()),
     )
 }
 

@@ -26,6 +26,7 @@ from ..timing import TimingPlan, estimate_call_s, time_call
 from .plan import (
     SUSTAIN_MODE,
     DType,
+    Kernel,
     MamfPlan,
     SearchSettings,
     SearchState,
@@ -62,7 +63,7 @@ def timing_plan(device_type: str, quick: bool, phase: str = "full") -> TimingPla
 
 def unsupported_reason(dtype: DType, device: Device) -> Optional[str]:
     """Why this dtype cannot be measured on this device (None when it can)."""
-    if dtype.kernel == "scaled_mm":
+    if dtype.kernel is Kernel.SCALED_MM:
         if not hasattr(torch, "_scaled_mm") or not hasattr(torch, "float8_e4m3fn"):
             return f"fp8 needs torch._scaled_mm (torch >= 2.5); this is torch {torch.__version__}"
         capability = device.capability()
@@ -74,9 +75,9 @@ def unsupported_reason(dtype: DType, device: Device) -> Optional[str]:
                 )
         if device.type not in ("cuda", "cpu"):
             return f"fp8 through torch._scaled_mm is not supported on {device.type}"
-    if dtype.kernel == "int_mm" and not hasattr(torch, "_int_mm"):
+    if dtype.kernel is Kernel.INT_MM and not hasattr(torch, "_int_mm"):
         return f"int8 needs torch._int_mm; this is torch {torch.__version__}"
-    if dtype.kernel == "int_mm" and device.type not in ("cuda", "cpu"):
+    if dtype.kernel is Kernel.INT_MM and device.type not in ("cuda", "cpu"):
         return f"int8 through torch._int_mm is not supported on {device.type}"
     if dtype.allow_tf32 and device.type != "cuda":
         return "tf32 is a CUDA tensor-core mode: this device has no TF32 matmul (measure fp32 instead)"
@@ -153,12 +154,12 @@ def make_operands(shape: Shape, dtype: DType, device: Device, seed: int = 0, fas
             return torch.randn(rows, cols, generator=generator, dtype=torch.float32)
         return torch.randn(rows, cols, device=target, dtype=torch.float32)
 
-    if dtype.kernel == "int_mm":
+    if dtype.kernel is Kernel.INT_MM:
         a = torch.randint(-8, 8, (shape.m, shape.k), generator=generator, dtype=torch.int8).to(target)
         b = torch.randint(-8, 8, (shape.n, shape.k), generator=generator, dtype=torch.int8).to(target).t()
         c = torch.empty(shape.m, shape.n, dtype=torch.int32, device=target)
         return Operands(a, b, c, lambda: torch._int_mm(a, b, out=c))
-    if dtype.kernel == "scaled_mm":
+    if dtype.kernel is Kernel.SCALED_MM:
         fp8 = _fp8_dtype(device)
         a = normal(shape.m, shape.k).to(target).to(fp8)
         b = normal(shape.n, shape.k).to(target).to(fp8).t()
@@ -183,13 +184,13 @@ def spot_check(ops: Operands, dtype: DType) -> float:
     """Max |C - ref| / rms(ref) on a 64 x 64 block, ref in float64 from the same inputs (0 = exact)."""
     rows = min(CHECK_BLOCK, ops.c.shape[0])
     cols = min(CHECK_BLOCK, ops.c.shape[1])
-    a = ops.a[:rows].to(torch.float64 if dtype.kernel != "int_mm" else torch.int64).cpu()
-    b = ops.b[:, :cols].to(torch.float64 if dtype.kernel != "int_mm" else torch.int64).cpu()
+    a = ops.a[:rows].to(torch.float64 if dtype.kernel is not Kernel.INT_MM else torch.int64).cpu()
+    b = ops.b[:, :cols].to(torch.float64 if dtype.kernel is not Kernel.INT_MM else torch.int64).cpu()
     ref = (a @ b).to(torch.float64)
     got = ops.c[:rows, :cols].to(torch.float64).cpu()
     rms = float(ref.pow(2).mean().sqrt())
     err = float((got - ref).abs().max())
-    if dtype.kernel == "int_mm":
+    if dtype.kernel is Kernel.INT_MM:
         return err  # exact arithmetic: any difference is an error
     return err / rms if rms > 0 else err
 
@@ -208,7 +209,7 @@ class MatmulProbe:
     ):
         self.device = device
         self.dtype = dtype
-        self.fast_accum = fast_accum and dtype.kernel == "scaled_mm"
+        self.fast_accum = fast_accum and dtype.kernel is Kernel.SCALED_MM
         self.quick = quick
         self.peak_tflops = peak_tflops
         self.flush = flush
@@ -233,7 +234,7 @@ class MatmulProbe:
 
     def params(self, shape: Shape, **extra) -> dict:
         params = {"m": shape.m, "n": shape.n, "k": shape.k, "dtype": self.dtype.name, **extra}
-        if self.dtype.kernel == "scaled_mm":
+        if self.dtype.kernel is Kernel.SCALED_MM:
             params["fast_accum"] = self.fast_accum
         if self.dtype.torch_name == "float32":
             params["tf32_effective"] = self.tf32_effective
@@ -241,11 +242,11 @@ class MatmulProbe:
 
     def fits(self, shape: Shape) -> Optional[str]:
         """Why the operands would not fit in free memory (None when they should)."""
-        if self.dtype.kernel in ("int_mm", "scaled_mm"):
+        if self.dtype.kernel in (Kernel.INT_MM, Kernel.SCALED_MM):
             element = 1
         else:
             element = torch.tensor([], dtype=getattr(torch, self.dtype.torch_name)).element_size()
-        out_element = 4 if self.dtype.kernel == "int_mm" else (2 if self.dtype.kernel == "scaled_mm" else element)
+        out_element = {Kernel.INT_MM: 4, Kernel.SCALED_MM: 2}.get(self.dtype.kernel, element)
         need = (shape.m * shape.k + shape.n * shape.k) * element + shape.m * shape.n * out_element
         free = self.device.free_memory_bytes()
         if free is not None and need > 0.9 * free:

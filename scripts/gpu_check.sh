@@ -1,5 +1,5 @@
 #!/usr/bin/env bash
-# The GPU check: one short script (under 6 minutes on one H100/H200) that runs mlbench for real on
+# The GPU check: one short script (under 8 minutes on one H100/H200) that runs mlbench for real on
 # the GPU and writes everything it measured into DIR. It uses the python3 that holds the machine's
 # own CUDA torch (nothing is installed), with this checkout on PYTHONPATH.
 #
@@ -21,7 +21,7 @@ export MLBENCH_PROGRESS=0
 export MLBENCH_DEBUG=1  # a failure prints its traceback into the step's log: one device run must be enough to diagnose it
 START=$(date +%s)
 
-TOTAL_S=${GPU_CHECK_BUDGET_S:-480}  # the whole script stays under 8 minutes
+TOTAL_S=${GPU_CHECK_BUDGET_S:-450}  # under 8 minutes: a 15-minute device lease leaves room for a partial rerun
 
 step() {  # step NAME LIMIT_S COMMAND...: skipped when the budget is spent, its limit capped to what is left
   local name=$1 limit=$2
@@ -49,27 +49,36 @@ step() {  # step NAME LIMIT_S COMMAND...: skipped when the budget is spent, its 
 cat "$DIR/machine.txt"
 
 # In order of priority: what is left when the budget runs out is skipped, never half-reported.
-# 1. MAMF: the default bf16 plan (a search over 1K..20K per dimension, 10 s warm-up)
-step mamf_bf16_default 150 "$PY" -m mlbench.mamf --dtype bf16 --out "$DIR/mamf_bf16_default/mamf.jsonl"
-# 2. membw: the default sweep (copy/read/write/triad 2 MiB..8 GiB, h2d/d2h pinned and pageable to 1 GiB)
-step membw_default 75 "$PY" -m mlbench.membw --device cuda --out "$DIR/membw_default/membw.jsonl"
-# 3. collectives: the NCCL path for real, one rank on one GPU (busbw is 0 for one rank: time, algbw and exactness count)
+# 1. sustained FLOPS: one large bf16 shape for 60 s, telemetry (NVML) in every record
+step mamf_sustain 90 "$PY" -m mlbench.mamf --device cuda:0 --dtype bf16 --shapes 8192x8192x8192 --warmup-s 5 \
+  --sustain 60 --out "$DIR/mamf_sustain/mamf.jsonl"
+# 2. burn-in for 60 s: bitwise compare, memory patterns, error counters before and after
+step burn 90 "$PY" -m mlbench.burn --device cuda:0 --duration 60s --out "$DIR/burn/burn.jsonl"
+# 3. the reference training step: the ~1B preset for about 60 s on one GPU (tokens/s, TFLOPS, MFU)
+step train_1b 120 "$PY" -m mlbench.train --device cuda:0 --preset 1b --duration 60 --no-scaling \
+  --out "$DIR/train_1b/train.jsonl"
+# 4. membw: the default sweep (small sizes queued behind a device delay: params.timer), h2d/d2h bound to the
+#    GPU's NUMA node (params numa_node/cpus; one GPU: p2p and cross-socket effects need 2+ GPUs)
+step membw_default 75 "$PY" -m mlbench.membw --device cuda:0 --out "$DIR/membw_default/membw.jsonl"
+# 5. collectives: the NCCL path, one rank on one GPU (busbw 0 for one rank: time, algbw, exactness, queued timing)
 step collectives_nccl_1rank 50 "$PY" -m torch.distributed.run --nproc-per-node 1 --standalone -m mlbench.collectives \
-  --ops all_reduce,all_gather,reduce_scatter,broadcast,all_to_all --sizes 8:1G:x4 --timeout 60 \
-  --out "$DIR/collectives_nccl_1rank/collectives.jsonl"
-# 4. the acceptance run, quick profile, on this GPU node (its run directory is the sample report)
+  --ops all_reduce,all_gather,reduce_scatter,broadcast,all_to_all --sizes 8:1G:x4 --modes throughput,latency \
+  --timeout 60 --out "$DIR/collectives_nccl_1rank/collectives.jsonl"
+# 6. fabric: one lent GPU is one node: the intra view, and the NIC discovery the node check records
+step fabric_intra 40 "$PY" -m torch.distributed.run --nproc-per-node 1 --standalone -m mlbench.fabric \
+  --views intra --timeout 60 --out "$DIR/fabric_intra/fabric.jsonl"
+step node_nics 20 "$PY" -m mlbench.acceptance.nodecheck --io-dir "${MLBENCH_IO_DIR:-/tmp}" --out "$DIR/node/node.jsonl"
+# 7. tf32: whether the runtime really runs tf32 (params.tf32_effective), fp32 beside it
+step mamf_tf32 30 "$PY" -m mlbench.mamf --device cuda:0 --dtype tf32 --shapes 8192x8192x8192 --warmup-s 2 \
+  --out "$DIR/mamf_tf32/mamf.jsonl"
+# 8. MAMF: the default bf16 plan (a search over 1K..20K per dimension, 10 s warm-up)
+step mamf_bf16_default 150 "$PY" -m mlbench.mamf --device cuda:0 --dtype bf16 --out "$DIR/mamf_bf16_default/mamf.jsonl"
+# 9. the acceptance run, quick profile, on this GPU node (its run directory is the sample report)
 step run_quick 150 "$PY" -m mlbench run --profile quick --out "$DIR/run_quick" --io-dir "${MLBENCH_IO_DIR:-/tmp}"
-# 5. MAMF fp8 e4m3 on a few large shapes
-step mamf_fp8 40 "$PY" -m mlbench.mamf --dtype fp8 --shapes 4096x4096x4096,8192x8192x8192,16384x16384x8192 \
+# 10. MAMF fp8 e4m3 on a few large shapes
+step mamf_fp8 40 "$PY" -m mlbench.mamf --device cuda:0 --dtype fp8 --shapes 4096x4096x4096,8192x8192x8192 \
   --warmup-s 2 --out "$DIR/mamf_fp8/mamf.jsonl"
-# 5b. the same with fast accumulation (what many fp8 peak figures use), one shape
-step mamf_fp8_fast_accum 25 "$PY" -m mlbench.mamf --dtype fp8 --fp8-fast-accum --shapes 8192x8192x8192 \
-  --warmup-s 2 --out "$DIR/mamf_fp8_fast_accum/mamf.jsonl"
-# 6. MAMF: mamf-finder's quick recipe as an exhaustive sweep (M 256..20480 step 256, N = K = 4096)
-step mamf_bf16_peer_quick 45 "$PY" -m mlbench.mamf --dtype bf16 --sweep --m 256:20480:+256 --n 4096 --k 4096 \
-  --warmup-s 2 --out "$DIR/mamf_bf16_peer_quick/mamf.jsonl"
-# 7. search against the exhaustive grid on the same range (the search benchmark's target), with what time is left
-step bench_mamf_search 120 "$PY" "$REPO/benchmarks/bench_mamf_search.py" --device cuda \
-  --m 2K:12K:+2K --n 2K:12K:+2K --k 2K:12K:+2K --warmup-s 3 --rounds 3 --json "$DIR/bench_mamf_search.json"
+# the report over everything measured (verdicts, headline, telemetry plots)
+step report 60 "$PY" -m mlbench report "$DIR" --out "$DIR/report"
 
 echo "total $(( $(date +%s) - START ))s" | tee -a "$DIR/summary.txt"

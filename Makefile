@@ -63,6 +63,10 @@ format: setup
 bench: setup
 	command -v fio >/dev/null || (command -v apt-get >/dev/null && apt-get update -qq && \
 	  DEBIAN_FRONTEND=noninteractive apt-get install -y -qq fio) || echo "fio not installed: the storage comparison will be skipped"
+	@# fio's buffers like mlbench's (huge pages, one segment per IO) need the hugetlb pool: reserved for the run, then put back
+	old=$$(cat /proc/sys/vm/nr_hugepages 2>/dev/null || echo); \
+	if [ -n "$$old" ] && [ "$$old" -lt 64 ] && [ -w /proc/sys/vm/nr_hugepages ] && echo 64 > /proc/sys/vm/nr_hugepages 2>/dev/null; then \
+	  trap 'echo '"$$old"' > /proc/sys/vm/nr_hugepages' EXIT; fi; \
 	$(PY) benchmarks/run_all.py $(ARGS)
 
 clean:

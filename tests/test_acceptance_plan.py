@@ -105,6 +105,7 @@ def test_bad_profile():
         build("huge", CPU, "/d", "r", ["mamf"])
 
 
+@pytest.mark.slow
 def test_a_sequential_step_runs_each_process_and_collects_their_codes(tmp_path):
     from mlbench.acceptance.plan import Process, Step
     from mlbench.acceptance.runner import StepState, run_step

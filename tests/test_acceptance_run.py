@@ -7,6 +7,7 @@ import subprocess
 import sys
 import time
 
+import pytest
 from conftest import REPO, read_jsonl, run_module
 
 
@@ -38,6 +39,7 @@ def test_bad_usage_is_one_line(tmp_path):
     assert list(tmp_path.iterdir()) == []
 
 
+@pytest.mark.slow
 def test_only_writes_the_chosen_probes_and_a_report(tmp_path):
     proc = mlbench("run", "--only", "node,mamf", "--device", "cpu", "--out", "r", cwd=tmp_path)
     assert proc.returncode == 0, proc.stderr
@@ -52,6 +54,7 @@ def test_only_writes_the_chosen_probes_and_a_report(tmp_path):
     assert again.returncode == 2 and "not empty" in again.stderr
 
 
+@pytest.mark.slow
 def test_a_failing_verdict_exits_1(tmp_path):
     # a provider's contract that promises this CPU 1000 bf16 TFLOPS: the measured MAMF must fail it
     import torch  # noqa: F401  (the device name comes from the same code the probe uses)
@@ -75,6 +78,7 @@ def _wait_for(predicate, timeout_s=120):
     return False
 
 
+@pytest.mark.slow
 def test_interrupted_run_resumes_and_skips_what_is_complete(tmp_path):
     env = dict(os.environ, PYTHONPATH=str(REPO))
     run = tmp_path / "r"
@@ -112,6 +116,7 @@ def test_interrupted_run_resumes_and_skips_what_is_complete(tmp_path):
     assert read_jsonl(run / "membw.jsonl") and (run / "report.md").exists()
 
 
+@pytest.mark.slow
 def test_two_simulated_nodes_make_one_report(tmp_path):
     run = tmp_path / "two"
     env = dict(os.environ, PYTHONPATH=str(REPO), PYTHON=sys.executable)

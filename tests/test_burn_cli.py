@@ -18,6 +18,7 @@ def burn_args(out, *extra):
     return ["--device", "cpu", "--shape", "128x128x128", "--pattern-bytes", "1M", "--out", str(out), *extra]
 
 
+@pytest.mark.slow
 def test_clean_run_is_bitwise_stable_and_exits_0(cli, tmp_path):
     out = tmp_path / "burn.jsonl"
     result = cli("burn", *burn_args(out, "--duration", "1.5s", "--interval", "0.5s", "--run-id", "r1"))
@@ -34,6 +35,7 @@ def test_clean_run_is_bitwise_stable_and_exits_0(cli, tmp_path):
     assert (tmp_path / "env.json").exists()
 
 
+@pytest.mark.slow
 def test_corrupt_fault_fails_naming_the_device_and_the_iteration(cli, tmp_path, monkeypatch):
     monkeypatch.setenv("MLBENCH_FAULTS", "corrupt=0:after=2")  # the CPU is device 0
     out = tmp_path / "burn.jsonl"
@@ -64,6 +66,7 @@ def test_bad_input_is_exit_2_with_nothing_written(cli, tmp_path, monkeypatch, ar
     assert list(tmp_path.iterdir()) == []
 
 
+@pytest.mark.slow
 def test_malformed_fault_is_one_line_and_exit_2(tmp_path):
     proc = run_module("mlbench.burn", "--device", "cpu", cwd=tmp_path, env={"MLBENCH_FAULTS": "corrupt=x:after=1"})
     assert proc.returncode == 2

@@ -241,6 +241,7 @@ def test_bad_input_exits_2_and_writes_nothing(cli, tmp_path, monkeypatch, args, 
     assert list(tmp_path.iterdir()) == []
 
 
+@pytest.mark.slow
 def test_bad_input_through_the_module_is_one_line(tmp_path):
     proc = subprocess.run(
         [sys.executable, "-m", "mlbench.collectives", "--sizes", "8:4K:x1"],
@@ -294,6 +295,7 @@ def _check_metrics(record: dict) -> None:
     assert max(record["raw"]["rank_time_us"]) <= m["time_us_max"] + 1e-6
 
 
+@pytest.mark.slow
 def test_two_ranks_through_nproc_per_node_relaunch(tmp_path):
     """`python -m mlbench.collectives --nproc-per-node 2` re-launches itself under a real torchrun."""
     proc = subprocess.run(
@@ -333,6 +335,7 @@ def test_two_ranks_through_nproc_per_node_relaunch(tmp_path):
     assert "# all_reduce" in proc.stdout and "peak busbw" in proc.stdout and "all results exact" in proc.stdout
 
 
+@pytest.mark.slow
 def test_three_ranks_odd_sizes_bf16(tmp_path):
     out = tmp_path / "c.jsonl"
     proc = subprocess.run(
@@ -395,6 +398,7 @@ command.main(args=sys.argv[1:], prog_name="inject")
 """
 
 
+@pytest.mark.slow
 def test_corrupted_result_is_caught_and_fails_the_run(tmp_path):
     script = tmp_path / "inject.py"
     script.write_text(INJECT)
@@ -427,6 +431,7 @@ def test_corrupted_result_is_caught_and_fails_the_run(tmp_path):
     assert "FAILED: 3 wrong element(s)" in proc.stdout
 
 
+@pytest.mark.slow
 def test_bad_input_under_torchrun_exits_2_on_every_rank(tmp_path):
     proc = subprocess.run(
         _torchrun(2, "--ops", "all_reduce,bogus"), cwd=tmp_path, capture_output=True, text=True, timeout=60, env=_env()
@@ -438,6 +443,7 @@ def test_bad_input_under_torchrun_exits_2_on_every_rank(tmp_path):
     assert not (tmp_path / "results").exists()
 
 
+@pytest.mark.slow
 def test_bad_out_under_torchrun_is_checked_by_rank_0_and_exits_2_on_every_rank(tmp_path):
     (tmp_path / "adir").mkdir()
     proc = subprocess.run(
@@ -497,6 +503,7 @@ def _wait_for_records(path: Path, at_least: int, deadline_s: float) -> None:
     raise AssertionError(f"fewer than {at_least} records in {path} after {deadline_s}s")
 
 
+@pytest.mark.slow
 def test_killed_rank_ends_the_run_within_the_timeout(tmp_path):
     out = tmp_path / "c.jsonl"
     timeout_s = 5
@@ -531,6 +538,7 @@ def _free_port() -> int:
         return s.getsockname()[1]
 
 
+@pytest.mark.slow
 def test_stopped_rank_on_another_node_times_out(tmp_path):
     """Two "nodes" (scripts/two_nodes_local.sh): node 1's rank is frozen (SIGSTOP); node 0's rank must
     give up within --timeout plus a few seconds, naming the op and size, and keep its records."""

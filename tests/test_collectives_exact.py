@@ -11,7 +11,7 @@ import torch
 from mlbench.collectives.plan import DTYPES, OPS, above_link_spec, busbw_ceiling_gbps, fill_for
 from mlbench.collectives.probe import CollectiveProbe, expected_values, values
 
-WORLD_SIZES = [2, 3, 255, 256, 257, 512, 2049, 65536]
+WORLD_SIZES = [2, 3, 255, 256, 257, 512, 2049, pytest.param(65536, marks=pytest.mark.slow)]
 INDEX = torch.cat([torch.arange(40), torch.randint(0, 10**7, (40,), generator=torch.Generator().manual_seed(3))])
 
 

@@ -73,6 +73,7 @@ def _env(**extra) -> dict:
     return env
 
 
+@pytest.mark.slow
 def test_non_default_options_reach_the_ranks(tmp_path):
     proc = subprocess.run(
         [
@@ -196,6 +197,7 @@ def _clean_up(marker: str) -> None:
             pass
 
 
+@pytest.mark.slow
 @pytest.mark.skipif(not sys.platform.startswith("linux"), reason="reads /proc")
 def test_ctrl_c_stops_every_rank_and_exits_3(tmp_path):
     marker = f"mlbench-test-{uuid.uuid4().hex}"
@@ -214,6 +216,7 @@ def test_ctrl_c_stops_every_rank_and_exits_3(tmp_path):
     assert len(kept) >= 1 and all(validate(r) == [] for r in kept)
 
 
+@pytest.mark.slow
 @pytest.mark.skipif(not sys.platform.startswith("linux"), reason="reads /proc")
 @pytest.mark.parametrize("victim", ["parent", "torchrun"])
 def test_ranks_end_when_their_launcher_is_killed(tmp_path, victim):
@@ -243,6 +246,7 @@ threading.Event().wait()
 """
 
 
+@pytest.mark.slow
 def test_a_rank_that_does_not_stop_after_sigint_ends_after_the_grace(tmp_path):
     proc = subprocess.Popen(
         [sys.executable, "-c", BLOCKED_RANK], stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=_env()

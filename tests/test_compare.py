@@ -42,6 +42,7 @@ def test_a_run_against_itself_is_unchanged(runs, tmp_path, cli):
     assert "matched by node name (1 node(s))" in result.output
 
 
+@pytest.mark.slow
 def test_a_degraded_copy_fails_and_names_the_regressed_checks(runs, tmp_path):
     base, degraded = runs
     proc = run_module(

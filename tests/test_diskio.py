@@ -533,6 +533,7 @@ def test_help_imports_no_torch_numpy_pandas_or_matplotlib():
     assert "--block-sizes" in out.stdout and "HEAVY []" in out.stdout
 
 
+@pytest.mark.slow
 def test_module_entry_point_runs(iodir, tmp_path):
     out = tmp_path / "m.jsonl"
     proc = subprocess.run(
@@ -561,6 +562,7 @@ def test_module_entry_point_runs(iodir, tmp_path):
     assert leftovers(iodir) == []
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("signum", [signal.SIGINT, signal.SIGTERM])
 def test_signal_keeps_records_cleans_up_and_exits_3(iodir, tmp_path, signum):
     out = tmp_path / "s.jsonl"

@@ -157,6 +157,7 @@ LONG_S = 30.0  # the test in progress when the signal lands: far longer than "pr
 PROMPT_S = 5.0
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("where, nth", [("fork", 1), ("fork", 2), ("swallowed", 1)])
 def test_ctrl_c_at_the_worst_place_still_stops_promptly_and_exits_3(iodir, tmp_path, where, nth):
     out = tmp_path / "s.jsonl"

@@ -31,6 +31,7 @@ def test_quick_run_writes_valid_records(cli, tmp_path):
     assert (tmp_path / "env.json").exists()
 
 
+@pytest.mark.slow
 def test_module_entry_point_and_default_out(tmp_path):
     proc = run_module(
         "mlbench.mamf",
@@ -89,6 +90,7 @@ def test_tf32_on_cpu_is_a_skipped_record(cli, tmp_path):
         (["--bogus"], "No such option"),
     ],
 )
+@pytest.mark.slow
 def test_bad_input_is_one_line_and_exit_2_with_nothing_written(tmp_path, args, message):
     proc = run_module("mlbench.mamf", "--quick", *args, cwd=tmp_path)
     assert proc.returncode == 2, proc.stderr
@@ -99,6 +101,7 @@ def test_bad_input_is_one_line_and_exit_2_with_nothing_written(tmp_path, args, m
     assert list(tmp_path.iterdir()) == []  # nothing written
 
 
+@pytest.mark.slow
 def test_unwritable_out_is_exit_2(tmp_path):
     (tmp_path / "a_file").write_text("keep me")
     proc = run_module("mlbench.mamf", "--quick", "--device", "cpu", "--out", str(tmp_path / "a_file" / "m.jsonl"))
@@ -107,6 +110,7 @@ def test_unwritable_out_is_exit_2(tmp_path):
     assert (tmp_path / "a_file").read_text() == "keep me"
 
 
+@pytest.mark.slow
 def test_ctrl_c_keeps_records_and_exits_3(tmp_path):
     out = tmp_path / "m.jsonl"
     env = dict(os.environ, PYTHONPATH=str(REPO))

@@ -9,6 +9,7 @@ from mlbench.mamf.plan import MamfOptions, Shape, best_record, make_plan, sustai
 from mlbench.records import validate
 
 
+@pytest.mark.slow
 def test_short_sustain_run_writes_the_sustain_record_with_windows(cli, tmp_path):
     out = tmp_path / "mamf.jsonl"
     result = cli(

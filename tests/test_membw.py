@@ -465,6 +465,7 @@ def test_cli_failed_check_exits_1(tmp_path, monkeypatch):
     assert validate(record) == [] and record["status"] == "error" and "check_failed" in record["flags"]
 
 
+@pytest.mark.slow
 def test_subprocess_module_entry_point(tmp_path):
     out = tmp_path / "m.jsonl"
     proc = subprocess.run(

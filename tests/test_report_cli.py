@@ -68,6 +68,7 @@ def test_golden_markdown(tmp_path, cli):
     assert text in result.output  # printed too
 
 
+@pytest.mark.slow
 def test_files_plots_and_html(tmp_path):
     run = small_run(tmp_path)
     proc = run_module("mlbench.report", str(run), "--quiet", cwd=tmp_path)

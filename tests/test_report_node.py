@@ -59,6 +59,7 @@ def test_starved_node_and_full_disk_fail(tmp_path):
     assert code == 1
 
 
+@pytest.mark.slow
 def test_real_node_records_from_nodecheck(tmp_path):
     out = tmp_path / "run" / "node.jsonl"
     proc = run_module("mlbench.acceptance.nodecheck", "--io-dir", str(tmp_path), "--out", str(out))

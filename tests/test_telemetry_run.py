@@ -54,6 +54,7 @@ def mamf_run(tmp_path_factory):
     return run_dir, read_jsonl(run_dir / "mamf.jsonl")
 
 
+@pytest.mark.slow
 def test_mamf_records_carry_the_replayed_window(mamf_run):
     _, records = mamf_run
     assert len(records) >= 2

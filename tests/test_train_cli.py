@@ -46,6 +46,7 @@ def test_a_world_size_that_does_not_divide_the_batch_under_torchrun(cli, tmp_pat
     )
 
 
+@pytest.mark.slow
 def test_one_process_trains_and_writes_a_valid_record(tmp_path):
     out = tmp_path / "r" / "train.jsonl"
     proc = run_module(

@@ -46,3 +46,8 @@ def cli():
         return runner.invoke(group, list(args), prog_name="mlbench", catch_exceptions=False)
 
     return invoke
+
+
+def parse_options(command, options_class, argv):
+    """The options object a probe's own click command builds from `argv` (parsed, not run)."""
+    return options_class(**command.make_context(command.name, list(argv)).params)

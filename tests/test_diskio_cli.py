@@ -16,7 +16,7 @@ import time
 from pathlib import Path
 
 import pytest
-from click.testing import CliRunner
+from conftest import parse_options
 
 from mlbench.diskio import engine, safety
 from mlbench.diskio.cli import Diskio, command
@@ -74,19 +74,7 @@ def test_options_round_trip_through_the_command_line():
     )
     argv = given.to_argv()
     assert argv[argv.index("--dir") + 1] == "/data" and "--buffered" in argv and "--allow-buffered" in argv
-    seen = {}
-    original = command.callback
-
-    def capture(**values):
-        seen.update(values)
-        return 0
-
-    command.callback = capture
-    try:
-        CliRunner().invoke(command, argv, catch_exceptions=False, standalone_mode=False)
-    finally:
-        command.callback = original
-    assert DiskioOptions(**seen) == given
+    assert parse_options(command, DiskioOptions, argv) == given
     assert DiskioOptions().to_argv() == []
 
 

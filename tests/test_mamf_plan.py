@@ -2,6 +2,7 @@ import math
 import random
 
 import pytest
+from conftest import parse_options
 
 from mlbench.exitcodes import UsageError
 from mlbench.mamf.plan import (
@@ -81,7 +82,6 @@ def test_make_plan_validation():
 
 def test_options_round_trip_through_the_command_line():
     """Every option given comes back from to_argv, and click parses it into the same object."""
-    from click.testing import CliRunner
 
     from mlbench.mamf.cli import command
 
@@ -100,19 +100,7 @@ def test_options_round_trip_through_the_command_line():
     )
     argv = given.to_argv()
     assert argv[:2] == ["--device", "cpu"] and "--sweep" in argv and "--fp8-fast-accum" in argv
-    seen = {}
-    original = command.callback
-
-    def capture(**values):
-        seen.update(values)
-        return 0
-
-    command.callback = capture
-    try:
-        CliRunner().invoke(command, argv, catch_exceptions=False, standalone_mode=False)
-    finally:
-        command.callback = original
-    assert MamfOptions(**seen) == given
+    assert parse_options(command, MamfOptions, argv) == given
     assert MamfOptions().to_argv() == []
 
 

@@ -11,6 +11,7 @@ from pathlib import Path
 
 import pytest
 from click.testing import CliRunner
+from conftest import parse_options
 
 from mlbench.cli import group
 from mlbench.exitcodes import UsageError
@@ -211,19 +212,7 @@ def test_options_round_trip_through_the_command_line():
     )
     argv = given.to_argv()
     assert "--no-rotate" in argv and argv[argv.index("--sizes") + 1] == "1M:64M:x4"
-    seen = {}
-    original = command.callback
-
-    def capture(**values):
-        seen.update(values)
-        return 0
-
-    command.callback = capture
-    try:
-        CliRunner().invoke(command, argv, catch_exceptions=False, standalone_mode=False)
-    finally:
-        command.callback = original
-    assert MembwOptions(**seen) == given
+    assert parse_options(command, MembwOptions, argv) == given
     assert MembwOptions().to_argv() == []
 
 

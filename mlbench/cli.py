@@ -134,8 +134,9 @@ def probe_options(function):
 def group():
     """mlbench: what does this hardware really deliver?
 
-    Measures matmul FLOPS, memory bandwidth, collectives and storage, then compares every figure
-    with the accelerator's advertised specs and gives verdicts (exit 1 when one fails).
+    Measures matmul FLOPS, memory bandwidth, collectives, storage, the fabric between nodes and a
+    reference training step, with telemetry on every figure and a bitwise burn-in; then compares every
+    figure with the advertised specs (or a baseline run) and gives verdicts (exit 1 when one fails).
     """
 
 

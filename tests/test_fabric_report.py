@@ -180,3 +180,13 @@ def test_a_slow_rail_and_a_slow_node_inside_fail(tmp_path):
     intra = rows(result, "fabric.intra.all_reduce")
     assert intra[names[1]].verdict == "FAIL" and intra[names[0]].verdict == "PASS"
     assert intra[names[0]].spec_value == 450.0  # the H100's NVLink per direction
+
+
+def test_the_headline_shows_the_fabric_inter_view_as_inter_node_busbw(tmp_path):
+    from mlbench.report.headline import headline
+
+    result = report(tmp_path, FabricFleet(nodes=6, pair_gbps=360.0, inter_gbps=350.0))
+    (line,) = [x for x in headline(result.verdicts).summary if x.label.startswith("inter-node busbw")]
+    assert "fabric inter, all_reduce" in line.label
+    values = [r.value for r in rows(result, "fabric.inter.all_reduce").values()]
+    assert line.value == pytest.approx(sorted(values)[len(values) // 2], rel=0.2) and line.unit == "GB/s"

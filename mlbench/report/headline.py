@@ -113,8 +113,13 @@ def inter_node_busbw(checks) -> dict:
     found = _busbw(checks, inter=True)
     if found:
         return found
-    fabric = checks["probe"].eq("fabric") & checks["check"].eq("fabric.node")
-    return {" (fabric)": fabric} if fabric.any() else {}
+    fabric = checks["probe"].eq("fabric")
+    for op in PREFERRED_OPS:  # the fabric's inter view (the network alone) carries busbw figures
+        inter = fabric & checks["check"].eq(f"fabric.inter.{op}")
+        if inter.any():
+            return {f" (fabric inter, {op})": inter}
+    nodes = fabric & checks["check"].eq("fabric.node")
+    return {" (fabric)": nodes} if nodes.any() else {}
 
 
 def _storage(checks, modes: tuple) -> dict:

@@ -157,6 +157,16 @@ def _per_device(node: NodeLayout, module: str, probe: str, options: ProbeOptions
     )
 
 
+def _across_nodes(node: NodeLayout, module: str, ranks_per_node: int, port_offset: int, options, out: str) -> Process:
+    """One torchrun over every node of the cluster (c10d rendezvous on the head node, its own port per step)."""
+    launcher = (
+        "--nnodes", str(node.nodes), "--node-rank", str(node.node_rank), "--nproc-per-node", str(ranks_per_node),
+        "--rdzv-backend", "c10d", "--rdzv-endpoint", f"{node.master_addr}:{node.master_port + port_offset}",
+        "--rdzv-id", module.replace(".", "-"), "-m", module,
+    )  # fmt: skip
+    return Process("torch.distributed.run", (*launcher, *options.to_argv()), out)
+
+
 def _collectives(node: NodeLayout, profile: str) -> Process:
     gpu = node.device_type == "cuda"
     ranks_per_node = max(1, node.devices) if gpu else (2 if not node.cluster else 1)
@@ -169,23 +179,7 @@ def _collectives(node: NodeLayout, profile: str) -> Process:
         "full": CollectivesOptions(sizes="8:8G" if gpu else "8:256M", ops=all_ops),
     }[profile].replace(timeout_s=300.0 if gpu else 120.0, out=out)
     if node.cluster:
-        launcher = (
-            "--nnodes",
-            str(node.nodes),
-            "--node-rank",
-            str(node.node_rank),
-            "--nproc-per-node",
-            str(ranks_per_node),
-            "--rdzv-backend",
-            "c10d",
-            "--rdzv-endpoint",
-            f"{node.master_addr}:{node.master_port + 1}",
-            "--rdzv-id",
-            "mlbench-collectives",
-            "-m",
-            "mlbench.collectives",
-        )
-        return Process("torch.distributed.run", (*launcher, *options.to_argv()), out)
+        return _across_nodes(node, "mlbench.collectives", ranks_per_node, 1, options, out)
     return Process("mlbench.collectives", ("--nproc-per-node", str(ranks_per_node), *options.to_argv()), out)
 
 
@@ -198,23 +192,7 @@ def _fabric(node: NodeLayout, profile: str) -> Process:
         "standard": FabricOptions(),
         "full": FabricOptions(rounds=Rounds.FULL.value),
     }[profile].replace(timeout_s=300.0 if gpu else 120.0, out=f"{node.host}/fabric.jsonl")
-    launcher = (
-        "--nnodes",
-        str(node.nodes),
-        "--node-rank",
-        str(node.node_rank),
-        "--nproc-per-node",
-        str(max(1, node.devices) if gpu else 1),
-        "--rdzv-backend",
-        "c10d",
-        "--rdzv-endpoint",
-        f"{node.master_addr}:{node.master_port + 3}",
-        "--rdzv-id",
-        "mlbench-fabric",
-        "-m",
-        "mlbench.fabric",
-    )
-    return Process("torch.distributed.run", (*launcher, *options.to_argv()), options.out)
+    return _across_nodes(node, "mlbench.fabric", max(1, node.devices) if gpu else 1, 3, options, options.out)
 
 
 def _train(node: NodeLayout, profile: str) -> Process:
@@ -228,23 +206,7 @@ def _train(node: NodeLayout, profile: str) -> Process:
         "full": TrainOptions(preset="8b" if gpu else None, parallel="fsdp", duration_s=60.0),
     }[profile].replace(device="auto" if gpu else "cpu", timeout_s=600.0 if gpu else 120.0, out=out)
     if node.cluster:
-        launcher = (
-            "--nnodes",
-            str(node.nodes),
-            "--node-rank",
-            str(node.node_rank),
-            "--nproc-per-node",
-            str(ranks_per_node),
-            "--rdzv-backend",
-            "c10d",
-            "--rdzv-endpoint",
-            f"{node.master_addr}:{node.master_port + 2}",
-            "--rdzv-id",
-            "mlbench-train",
-            "-m",
-            "mlbench.train",
-        )
-        return Process("torch.distributed.run", (*launcher, *options.to_argv()), out)
+        return _across_nodes(node, "mlbench.train", ranks_per_node, 2, options, out)
     return Process("mlbench.train", ("--nproc-per-node", str(ranks_per_node), *options.to_argv()), out)
 
 

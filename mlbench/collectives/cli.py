@@ -10,14 +10,11 @@ from __future__ import annotations
 
 import contextlib
 import os
-import sys
 
 from .. import harness
 from ..exitcodes import USAGE, UsageError
 from .launch import leave_status, relaunch, under_torchrun
 from .plan import USABLE_FRACTION, CollectivesOptions, make_plan, memory_limit_bytes, split_by_memory
-
-PEER_WAIT_S = 1.0  # a collective failed: wait this long for our own interruption before blaming a peer
 
 
 class Collectives(harness.Probe):
@@ -148,27 +145,15 @@ def progress_text(record: dict) -> str:
 
 
 def _results(probe, points: list, too_big: list, limit, watchdog, stop):
-    """The run's results; a collective that fails because a peer died ends this rank with one line.
+    """The run's results: the points too big for memory (skipped), then the measured ones."""
+    from .dist import guard_peers
 
-    A failure that comes with (or just before) our own interruption is the interruption: the peers
-    got the same signal and left first.
-    """
-    for point in too_big:
-        yield probe.too_big_result(point, limit)
-    try:
+    def results():
+        for point in too_big:
+            yield probe.too_big_result(point, limit)
         yield from probe.measure_all(points)
-    except Exception as exc:  # noqa: BLE001 - a peer that died: one line naming op, size and rank
-        if probe.ctx.single_process:
-            raise
-        if stop.wait(PEER_WAIT_S) or watchdog.interrupted:
-            raise KeyboardInterrupt from None
-        if os.environ.get("MLBENCH_DEBUG"):
-            import traceback
 
-            traceback.print_exc()
-            sys.stderr.flush()
-        text = str(exc).strip()
-        watchdog.fire(f"{type(exc).__name__}: {text.splitlines()[0][:200] if text else ''}")
+    return guard_peers(results(), probe.ctx, watchdog, stop)
 
 
 command = harness.command(Collectives)

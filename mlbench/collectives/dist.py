@@ -287,3 +287,28 @@ class Watchdog:
                 self.on_exit(self.exit_code)
         finally:
             os._exit(self.exit_code)
+
+
+PEER_WAIT_S = 1.0  # a collective failed: wait this long for our own interruption before blaming a peer
+
+
+def guard_peers(results, ctx: "DistContext", watchdog: "Watchdog", stop: threading.Event):
+    """`results`, where a collective that fails because a peer died ends this rank with one line.
+
+    A failure that comes with (or just before) our own interruption is the interruption: the peers
+    got the same signal and left first. A single process has no peers: its error is raised as is.
+    """
+    try:
+        yield from results
+    except Exception as exc:  # noqa: BLE001 - a peer that died: one line naming what ran
+        if ctx.single_process:
+            raise
+        if stop.wait(PEER_WAIT_S) or watchdog.interrupted:
+            raise KeyboardInterrupt from None
+        if os.environ.get("MLBENCH_DEBUG"):
+            import traceback
+
+            traceback.print_exc()
+            sys.stderr.flush()
+        text = str(exc).strip()
+        watchdog.fire(f"{type(exc).__name__}: {text.splitlines()[0][:200] if text else ''}")

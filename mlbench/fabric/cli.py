@@ -159,24 +159,9 @@ def expectations(options: FabricOptions, nics_by_node: dict, topo, path, view):
 
 def _guarded(probe, watchdog, stop):
     """The probe's results; a collective that fails because a peer died ends this rank with one line."""
-    import sys
+    from ..collectives.dist import guard_peers
 
-    from ..collectives.cli import PEER_WAIT_S
-
-    try:
-        yield from probe.results()
-    except Exception as exc:  # noqa: BLE001 - a peer that died: one line naming what ran
-        if probe.ctx.single_process:
-            raise
-        if stop.wait(PEER_WAIT_S) or watchdog.interrupted:
-            raise KeyboardInterrupt from None
-        if os.environ.get("MLBENCH_DEBUG"):
-            import traceback
-
-            traceback.print_exc()
-            sys.stderr.flush()
-        text = str(exc).strip()
-        watchdog.fire(f"{type(exc).__name__}: {text.splitlines()[0][:200] if text else ''}")
+    return guard_peers(probe.results(), probe.ctx, watchdog, stop)
 
 
 def notes(ctx, topo, plan, path, fabric_of) -> list:

@@ -113,6 +113,11 @@ class Result:
     def failed(cls, params: dict, why: str) -> "Result":
         return cls(params=params, status=Status.ERROR, error=why)
 
+    @classmethod
+    def check_failed(cls, params: dict, metrics: dict, why: str, flags=(), raw=None) -> "Result":
+        """A measurement whose result was wrong: its figures are kept, the status is `error`, flagged."""
+        return cls(params, metrics, Status.ERROR, why, [*flags, "check_failed"], raw or {})
+
     @property
     def ok(self) -> bool:
         return self.status == Status.OK

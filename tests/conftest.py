@@ -51,3 +51,26 @@ def cli():
 def parse_options(command, options_class, argv):
     """The options object a probe's own click command builds from `argv` (parsed, not run)."""
     return options_class(**command.make_context(command.name, list(argv)).params)
+
+
+def direct_io_works(directory: Path) -> bool:
+    """Whether the file system under `directory` accepts O_DIRECT (tmpfs and some overlays refuse it)."""
+    path = directory / "dio-check"
+    os.close(os.open(path, os.O_CREAT | os.O_EXCL | os.O_RDWR))
+    try:
+        os.close(os.open(path, os.O_RDWR | os.O_DIRECT))
+        return True
+    except OSError:
+        return False
+    finally:
+        os.unlink(path)
+
+
+@pytest.fixture
+def iodir(tmp_path):
+    """A fresh directory on a file system with O_DIRECT (the test is skipped where there is none)."""
+    if not direct_io_works(tmp_path):
+        pytest.skip(f"O_DIRECT not supported on {tmp_path}")
+    d = tmp_path / "io"
+    d.mkdir()
+    return d

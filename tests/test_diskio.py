@@ -33,28 +33,6 @@ def leftovers(directory: Path) -> list:
     return sorted(p.name for p in Path(directory).glob(f"{safety.WORKSPACE_PREFIX}*"))
 
 
-def direct_io_works(directory: Path) -> bool:
-    path = directory / "dio-check"
-    fd = os.open(path, os.O_CREAT | os.O_EXCL | os.O_RDWR)
-    os.close(fd)
-    try:
-        os.close(os.open(path, os.O_RDWR | os.O_DIRECT))
-        return True
-    except OSError:
-        return False
-    finally:
-        os.unlink(path)
-
-
-@pytest.fixture
-def iodir(tmp_path):
-    if not direct_io_works(tmp_path):
-        pytest.skip(f"O_DIRECT not supported on {tmp_path}")
-    d = tmp_path / "io"
-    d.mkdir()
-    return d
-
-
 def invoke(args, **kwargs):
     return CliRunner().invoke(group, ["diskio", *args], **kwargs)
 

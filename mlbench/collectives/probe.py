@@ -391,13 +391,12 @@ class CollectiveProbe:
             flags.append("above_link_spec")
         raw = {"time_us": [t * 1e6 for t in slowest], "rank_time_us": [t * 1e6 for t in rank_medians]}
         if errors:
-            return Result(
-                params=params,
-                metrics=metrics,
-                status="error",
-                flags=flags + ["check_failed"],
-                raw=raw,
-                error=f"{errors} wrong element(s) in {point.op.name} of {s_bytes} B "
+            return Result.check_failed(
+                params,
+                metrics,
+                f"{errors} wrong element(s) in {point.op.name} of {s_bytes} B "
                 f"({'in-place' if point.in_place else 'out-of-place'}) summed over {n} ranks",
+                flags,
+                raw,
             )
         return Result(params=params, metrics=metrics, flags=flags, raw=raw)

@@ -304,12 +304,11 @@ class DiskioProbe:
         flags = self._flags() + flags
         if metrics["bad_stamps"]:
             first = next(r.first_bad for r in results if r.first_bad)
-            return Result(
-                params=params,
-                metrics=metrics,
-                status="error",
-                flags=flags + ["check_failed"],
-                raw=raw,
-                error=f"read-back check failed for {test}: {first}",
+            return Result.check_failed(
+                params,
+                metrics,
+                f"read-back check failed for {test}: {first}",
+                flags,
+                raw,
             )
         return Result(params=params, metrics=metrics, flags=flags, raw=raw)

@@ -195,6 +195,13 @@ def spot_check(ops: Operands, dtype: DType) -> float:
     return err / rms if rms > 0 else err
 
 
+def spot_check_problem(shape: Shape, check_err: float, dtype: DType) -> Optional[str]:
+    """Why a shape's spot check failed (max |C - ref| / rms(ref) above the dtype's tolerance), or None."""
+    if math.isfinite(check_err) and check_err <= dtype.check_tolerance:
+        return None
+    return f"spot check failed at {shape}: max |C-ref|/rms(ref) = {check_err:.3g} > {dtype.check_tolerance:g}"
+
+
 class MatmulProbe:
     """Measures shapes of one dtype on one device; `peak_tflops` (if known) flags impossible results."""
 
@@ -318,16 +325,9 @@ class MatmulProbe:
             if metrics["tflops_max"] > self.peak_tflops:
                 flags.append("above_spec_peak")
         raw = {"time_ms": [s * 1e3 for s in timing.samples_s]}
-        if not math.isfinite(check_err) or check_err > self.dtype.check_tolerance:
-            return Result(
-                params=params,
-                metrics=metrics,
-                status="error",
-                flags=flags + ["check_failed"],
-                raw=raw,
-                error=f"spot check failed at {shape}: max |C-ref|/rms(ref) = {check_err:.3g} > "
-                f"{self.dtype.check_tolerance:g}",
-            )
+        problem = spot_check_problem(shape, check_err, self.dtype)
+        if problem:
+            return Result.check_failed(params, metrics, problem, flags, raw)
         return Result(params=params, metrics=metrics, flags=flags, raw=raw)
 
     def sustain(
@@ -423,15 +423,9 @@ def sustain_result(
         metrics["drop_pct"] = 100.0 * (1.0 - sustained / burst_tflops)
     flags = ["partial"] if interrupted else []
     raw = {"window_s": list(windows_s), "calls": list(calls)}
-    if not math.isfinite(check_err) or check_err > dtype.check_tolerance:
-        return Result(
-            params=params,
-            metrics=metrics,
-            status="error",
-            flags=flags + ["check_failed"],
-            raw=raw,
-            error=f"spot check failed at {shape}: max |C-ref|/rms(ref) = {check_err:.3g} > {dtype.check_tolerance:g}",
-        )
+    problem = spot_check_problem(shape, check_err, dtype)
+    if problem:
+        return Result.check_failed(params, metrics, problem, flags, raw)
     return Result(params=params, metrics=metrics, flags=flags, raw=raw)
 
 

@@ -75,47 +75,24 @@ class Op:
     doc: str = ""
 
 
+# fmt: off
 OPS = {
     op.name: op
     for op in (
         Op("copy", read=1, written=1, copied=1, device_buffers=2, doc="dst.copy_(src)"),
         Op("read", read=1, written=0, copied=0, device_buffers=1, doc="sum(src) into a preallocated scalar"),
         Op("write", read=0, written=1, copied=0, device_buffers=1, doc="dst.fill_(v)"),
-        Op("triad", read=2, written=1, copied=0, device_buffers=3, doc="a = b + s*c (torch.add(b, c, alpha=s, out=a))"),
-        Op(
-            "h2d",
-            read=1,
-            written=1,
-            copied=1,
-            device_buffers=1,
-            host_buffers=1,
-            kind="transfer",
-            family=Family.H2D,
-            doc="device.copy_(host)",
-        ),
-        Op(
-            "d2h",
-            read=1,
-            written=1,
-            copied=1,
-            device_buffers=1,
-            host_buffers=1,
-            kind="transfer",
-            family=Family.D2H,
-            doc="host.copy_(device)",
-        ),
-        Op(
-            "p2p",
-            read=1,
-            written=1,
-            copied=1,
-            device_buffers=1,
-            kind="peer",
-            family=Family.P2P,
-            doc="peer.copy_(local) between two GPUs",
-        ),
+        Op("triad", read=2, written=1, copied=0, device_buffers=3,
+           doc="a = b + s*c (torch.add(b, c, alpha=s, out=a))"),
+        Op("h2d", read=1, written=1, copied=1, device_buffers=1, host_buffers=1, kind="transfer",
+           family=Family.H2D, doc="device.copy_(host)"),
+        Op("d2h", read=1, written=1, copied=1, device_buffers=1, host_buffers=1, kind="transfer",
+           family=Family.D2H, doc="host.copy_(device)"),
+        Op("p2p", read=1, written=1, copied=1, device_buffers=1, kind="peer", family=Family.P2P,
+           doc="peer.copy_(local) between two GPUs"),
     )
 }
+# fmt: on
 DEVICE_OPS = tuple(name for name, op in OPS.items() if op.kind == "device")
 HOST_MEMORY_KINDS = ("pinned", "pageable")
 PEER_DIRECTIONS = ("write", "read")  # nvbandwidth's names: who issues the copy (see mlbench.membw.peer)

@@ -424,12 +424,11 @@ class BandwidthProbe:
                 flags.append("above_spec_peak")
         raw = {"time_ms": timing.samples_ms()}
         if problem:
-            return Result(
-                params=params,
-                metrics=metrics,
-                status="error",
-                error=f"check failed: {problem}",
-                flags=flags + ["check_failed"],
-                raw=raw,
+            return Result.check_failed(
+                params,
+                metrics,
+                f"check failed: {problem}",
+                flags,
+                raw,
             )
         return Result(params=params, metrics=metrics, flags=flags, raw=raw)
